@@ -1,0 +1,86 @@
+"""The `cnnjax` command (also `python -m cnnjax`).
+
+  cnnjax train --config configs/mnist.py --workdir runs/x [--config.a.b=value ...]
+
+Errors a user can fix (config, data, workdir) print one line and exit 2; --debug adds
+the traceback. A run stopped by SIGINT/SIGTERM exits 3 after saving a checkpoint.
+"""
+from __future__ import annotations
+
+import sys
+import traceback
+
+USAGE = """usage: cnnjax COMMAND [flags]
+
+commands:
+  train   --config FILE.py[:arg] --workdir DIR [--config.field=value ...] [--debug]
+          Trains the config's model in DIR; the same command on an existing DIR resumes.
+"""
+
+
+def _train(args: list[str]) -> int:
+  from absl import flags
+  from ml_collections import config_flags
+
+  fv = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "Config file (get_config()), e.g. "
+                                  "configs/mnist.py.", flag_values=fv, lock_config=True)
+  flags.DEFINE_string("workdir", None, "Run directory: records, metrics, checkpoints.",
+                      flag_values=fv)
+  flags.DEFINE_bool("debug", False, "Show tracebacks of errors.", flag_values=fv)
+  debug = "--debug" in args
+  try:
+    fv(["cnnjax train", *args])
+    if fv.config is None:
+      raise flags.Error("--config is required, e.g. --config configs/mnist_talk.py")
+    if not fv.workdir:
+      raise flags.Error("--workdir is required, e.g. --workdir runs/talk")
+    config = fv.config
+  except Exception as e:  # absl reports bad flags and bad config files in several types.
+    return _fail(f"cnnjax train: error: {_first_line(e)}", debug, code=2)
+  return _run_training(config, fv.workdir, debug)
+
+
+def _run_training(config, workdir: str, debug: bool) -> int:
+  from cnnjax.errors import CnnjaxError, TrainingError
+  from cnnjax.train.loop import EXIT_INTERRUPTED, Interrupted, train_and_evaluate
+
+  try:
+    summary = train_and_evaluate(config, workdir)
+  except Interrupted as e:
+    print(f"cnnjax train: interrupted: {e}", file=sys.stderr)
+    return EXIT_INTERRUPTED
+  except TrainingError as e:
+    return _fail(f"cnnjax train: failed: {e}", debug, code=1)
+  except CnnjaxError as e:
+    return _fail(f"cnnjax train: error: {e}", debug, code=2)
+  print(f"finished: test accuracy {summary['test_accuracy']:.4f} (best "
+        f"{summary['best_test_accuracy']:.4f}) after {summary['epochs']} epochs; {workdir}")
+  return 0
+
+
+def _first_line(e: BaseException) -> str:
+  lines = [l for l in str(e).strip().splitlines() if l.strip()]
+  return lines[-1].strip() if lines else type(e).__name__
+
+
+def _fail(message: str, debug: bool, code: int) -> int:
+  if debug:
+    traceback.print_exc()
+  print(message, file=sys.stderr)
+  return code
+
+
+def main(argv: list[str] | None = None) -> int:
+  args = sys.argv[1:] if argv is None else argv
+  if not args or args[0] in ("-h", "--help", "help"):
+    print(USAGE)
+    return 0
+  if args[0] == "train":
+    return _train(args[1:])
+  print(f"cnnjax: unknown command {args[0]!r}\n\n{USAGE}", file=sys.stderr)
+  return 2
+
+
+if __name__ == "__main__":
+  sys.exit(main())

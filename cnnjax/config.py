@@ -1,0 +1,202 @@
+"""Experiment configs: the base every config file starts from, and its validation.
+
+A config file in `configs/` defines `get_config()` that starts from `base_config()` and
+changes only what differs. Every knob of a run lives here; `validate` checks values
+before any data is read or anything is compiled, and its errors name the field.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import ml_collections
+
+from cnnjax.errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "onecycle")
+DATA_SOURCES = ("idx", "tfds")
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """All fields a run reads, with defaults for MNIST and the talk's CNN."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # Seeds parameter init, data order, dropout and augmentation.
+  c.num_epochs = 5
+  c.batch_size = 128  # Global: split evenly over the devices.
+  c.num_devices = 0  # Local devices to use; 0 = all.
+  c.label_smoothing = 0.0
+
+  c.data = ml_collections.ConfigDict()
+  c.data.source = "idx"  # "idx": folder of the four IDX files; "tfds": prepared TFDS set.
+  c.data.name = "mnist"  # TFDS name; for "idx", the cache folder and checksums to use.
+  c.data.dir = ""  # IDX folder or TFDS data_dir; "" = $CNNJAX_DATA_DIR, then the cache.
+  c.data.download = True  # Fetch known IDX files into the cache when found nowhere.
+  c.data.train_examples = 0  # Use the first N training examples; 0 = all.
+  c.data.num_classes = 10
+  c.data.mean = 0.1307  # Pixel standardisation after scaling to [0, 1].
+  c.data.std = 0.3081
+  c.data.augment_shift = 0  # Random translation by up to this many pixels; 0 = off.
+  c.data.eval_batch_size = 1000  # Global; the last batch is padded and masked.
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "cnn"  # Module in cnnjax/models/.
+  c.model.conv_features = (8, 16)  # One conv block per entry: conv, [BN], ReLU, pool.
+  c.model.kernel_size = 3
+  c.model.pool_size = 2  # Max pooling window and stride; 1 = no pooling.
+  c.model.dense_features = ()  # Hidden dense layers before the classifier.
+  c.model.batch_norm = False
+  c.model.batch_norm_momentum = 0.9  # Decay of BatchNorm's running statistics.
+  c.model.dropout_rate = 0.0  # Before each dense layer.
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "sgd"  # One of OPTIMIZERS.
+  c.optimizer.learning_rate = 0.05  # Peak learning rate of the schedule.
+  c.optimizer.momentum = 0.9  # SGD momentum; 0 = plain SGD.
+  c.optimizer.nesterov = False
+  c.optimizer.b1 = 0.9  # Adam/AdamW moment decay rates.
+  c.optimizer.b2 = 0.999
+  c.optimizer.weight_decay = 0.0  # Decoupled for AdamW, L2 added to gradients otherwise.
+  c.optimizer.grad_clip_norm = 0.0  # Clip gradients to this global norm; 0 = off.
+  c.optimizer.schedule = "constant"  # One of SCHEDULES.
+  c.optimizer.warmup_epochs = 0.0  # Linear warmup (constant, cosine); fraction for onecycle.
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.every_epochs = 1
+  c.checkpoint.keep = 3  # Latest checkpoints kept; the best one is kept apart.
+
+  c.log_every_seconds = 10.0  # Progress lines while training; 0 = epoch lines only.
+  return c
+
+
+def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """Plain JSON-able dict of a config (tuples become lists)."""
+  return json.loads(config.to_json())
+
+
+def from_dict(values: dict[str, Any]) -> ml_collections.ConfigDict:
+  """Rebuilds a config saved with `to_dict` on top of the base config's types."""
+  config = base_config()
+  _update(config, values, prefix="")
+  return config
+
+
+def _update(config, values, prefix):
+  for key, value in values.items():
+    field = prefix + key
+    if key not in config:
+      raise ConfigError(field, "unknown field")
+    if isinstance(config[key], ml_collections.ConfigDict):
+      _update(config[key], value, field + ".")
+    else:
+      config[key] = tuple(value) if isinstance(value, list) else value
+
+
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+  """{'a': {'b': 1}} -> {'a.b': 1}: the names overrides and tables use."""
+  out = {}
+  for key, value in values.items():
+    if isinstance(value, dict):
+      out.update(flatten(value, prefix + key + "."))
+    else:
+      out[prefix + key] = value
+  return out
+
+
+def _check(ok: bool, field: str, message: str):
+  if not ok:
+    raise ConfigError(field, message)
+
+
+def _choice(config, field: str, allowed):
+  value = config
+  for part in field.split("."):
+    value = value[part]
+  _check(value in allowed, field, f"{value!r} is not one of {', '.join(map(repr, allowed))}")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming the first field whose value cannot work.
+
+  Checks that need the data or the devices (image size against pooling, batch size
+  against device count) happen where those are known, still before any compile.
+  """
+  _check(isinstance(config.seed, int), "seed", "must be an integer")
+  _check(config.num_epochs >= 1, "num_epochs", f"must be >= 1, got {config.num_epochs}")
+  _check(config.batch_size >= 1, "batch_size", f"must be >= 1, got {config.batch_size}")
+  _check(config.num_devices >= 0, "num_devices", f"must be >= 0 (0 = all), got {config.num_devices}")
+  _check(0.0 <= config.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)")
+
+  d = config.data
+  _choice(config, "data.source", DATA_SOURCES)
+  _check(bool(d.name), "data.name", "must name a data set, e.g. 'mnist'")
+  _check(d.train_examples >= 0, "data.train_examples", "must be >= 0 (0 = all)")
+  _check(d.num_classes >= 2, "data.num_classes", "must be >= 2")
+  _check(d.std > 0 and math.isfinite(d.std), "data.std", "must be a positive number")
+  _check(d.augment_shift >= 0, "data.augment_shift", "must be >= 0 (0 = off)")
+  _check(d.eval_batch_size >= 1, "data.eval_batch_size", "must be >= 1")
+  if d.train_examples:
+    _check(d.train_examples >= config.batch_size, "data.train_examples",
+           f"{d.train_examples} examples make no batch of config.batch_size={config.batch_size}")
+
+  o = config.optimizer
+  _choice(config, "optimizer.name", OPTIMIZERS)
+  _choice(config, "optimizer.schedule", SCHEDULES)
+  _check(o.learning_rate > 0 and math.isfinite(o.learning_rate), "optimizer.learning_rate",
+         f"must be a positive number, got {o.learning_rate}")
+  _check(0.0 <= o.momentum < 1.0, "optimizer.momentum", "must be in [0, 1)")
+  _check(0.0 <= o.b1 < 1.0, "optimizer.b1", "must be in [0, 1)")
+  _check(0.0 <= o.b2 < 1.0, "optimizer.b2", "must be in [0, 1)")
+  _check(o.weight_decay >= 0, "optimizer.weight_decay", "must be >= 0")
+  _check(o.grad_clip_norm >= 0, "optimizer.grad_clip_norm", "must be >= 0 (0 = off)")
+  _check(o.warmup_epochs >= 0, "optimizer.warmup_epochs", "must be >= 0")
+  if o.schedule == "onecycle":
+    _check(0 < o.warmup_epochs < 1, "optimizer.warmup_epochs",
+           "for schedule 'onecycle' it is the warmup fraction of training, in (0, 1)")
+  else:
+    _check(o.warmup_epochs < config.num_epochs, "optimizer.warmup_epochs",
+           f"must be shorter than config.num_epochs={config.num_epochs}")
+
+  _check(config.checkpoint.every_epochs >= 1, "checkpoint.every_epochs", "must be >= 1")
+  _check(config.checkpoint.keep >= 1, "checkpoint.keep", "must be >= 1")
+  _check(config.log_every_seconds >= 0, "log_every_seconds", "must be >= 0")
+
+  from cnnjax import models  # The model registry validates its own fields.
+  models.validate_config(config.model)
+
+
+def load(spec: str, overrides: dict[str, Any] | None = None) -> ml_collections.ConfigDict:
+  """Loads `path/to/config.py[:arg]` (calling `get_config(arg)`), then applies
+  {'a.b': value} overrides; the config is locked, so a misspelt field is an error."""
+  import importlib.util
+  path, _, arg = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location("_cnnjax_config", path)
+  if module_spec is None or not path.endswith(".py"):
+    raise ConfigError("<file>", f"{spec!r} is not a Python config file")
+  module = importlib.util.module_from_spec(module_spec)
+  try:
+    module_spec.loader.exec_module(module)
+  except FileNotFoundError as e:
+    raise ConfigError("<file>", f"no config file {path!r}") from e
+  config = module.get_config(arg) if arg else module.get_config()
+  config.lock()
+  for field, value in (overrides or {}).items():
+    override(config, field, value)
+  return config
+
+
+def override(config: ml_collections.ConfigDict, field: str, value: Any) -> None:
+  """Sets dotted `field` (e.g. 'optimizer.learning_rate'), with ConfigDict's type checks."""
+  *parents, leaf = field.split(".")
+  node = config
+  for i, part in enumerate(parents):
+    if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
+      raise ConfigError(".".join(parents[:i + 1]), "unknown field")
+    node = node[part]
+  if leaf not in node:
+    raise ConfigError(field, "unknown field")
+  try:
+    node[leaf] = tuple(value) if isinstance(value, list) else value
+  except TypeError as e:
+    raise ConfigError(field, f"wrong type: {e}") from e

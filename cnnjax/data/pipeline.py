@@ -1,0 +1,70 @@
+"""The in-memory input pipeline: deterministic epoch order, global batches, eval padding.
+
+Data sets are small enough (MNIST: 47 MB as uint8) to live in memory as arrays; pixels
+stay uint8 until the device (see `transforms`), so each batch moves a quarter of the
+bytes of float32.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  train_images: np.ndarray  # (N, *spatial, C) uint8
+  train_labels: np.ndarray  # (N,) int32
+  test_images: np.ndarray
+  test_labels: np.ndarray
+  num_classes: int
+  location: str  # Where it was read from, for the run record.
+
+  @property
+  def input_shape(self) -> tuple[int, ...]:
+    return tuple(self.train_images.shape[1:])
+
+  def take_train(self, n: int) -> "Dataset":
+    """The first n training examples (n = 0: all)."""
+    if not n:
+      return self
+    return dataclasses.replace(self, train_images=self.train_images[:n],
+                               train_labels=self.train_labels[:n])
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+  """A permutation of range(n) fixed by (seed, epoch): reproducible, new each epoch."""
+  return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+  return num_examples // batch_size  # The last partial batch is dropped.
+
+
+def train_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int,
+                  epoch: int, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+  """Global batches of one epoch, in its shuffled order, from `start_step` on."""
+  order = epoch_order(seed, epoch, len(labels))
+  for step in range(start_step, steps_per_epoch(len(labels), batch_size)):
+    idx = order[step * batch_size:(step + 1) * batch_size]
+    yield {"images": images[idx], "labels": labels[idx]}
+
+
+def eval_batches(images: np.ndarray, labels: np.ndarray,
+                 batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+  """Batches of exactly `batch_size`: the last one is zero-padded, with mask 0 on padding,
+  so every example is counted once and no batch shape forces a recompile."""
+  for start in range(0, len(labels), batch_size):
+    x, y = images[start:start + batch_size], labels[start:start + batch_size]
+    pad = batch_size - len(y)
+    mask = np.concatenate([np.ones(len(y), bool), np.zeros(pad, bool)])
+    if pad:
+      x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+      y = np.concatenate([y, np.zeros(pad, y.dtype)])
+    yield {"images": x, "labels": y, "mask": mask}
+
+
+def shard(batch: dict[str, np.ndarray], num_devices: int) -> dict[str, np.ndarray]:
+  """Splits the leading (global batch) axis into (devices, per-device batch)."""
+  return {k: v.reshape((num_devices, -1, *v.shape[1:])) for k, v in batch.items()}

@@ -1,0 +1,1 @@
+"""Training: state and optimizer, pure step functions, device mapping, the loop."""

@@ -1,0 +1,210 @@
+"""The training loop: from a config and a run directory to a finished, recorded run.
+
+`train_and_evaluate(config, workdir)` validates the config, loads data, builds the
+model, then trains epoch by epoch with periodic evaluation and checkpoints. Running it
+again on the same workdir resumes from the latest checkpoint (mid-epoch included) and
+ends with the same parameters and metrics as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from cnnjax import config as config_lib
+from cnnjax import data, models
+from cnnjax.data import pipeline
+from cnnjax.errors import TrainingError
+from cnnjax.runs import records
+from cnnjax.runs.checkpoints import Checkpoints
+from cnnjax.runs.metrics import MetricsWriter
+from cnnjax.train import parallel, steps
+from cnnjax.train.optim import create_optimizer
+from cnnjax.train.state import create_train_state
+
+EXIT_INTERRUPTED = 3
+
+
+class Interrupted(Exception):
+  """SIGINT or SIGTERM arrived; the run saved a checkpoint and stopped."""
+
+
+class _StopSignal:
+  """First SIGINT/SIGTERM: stop at the next step boundary. Second: default action."""
+
+  def __init__(self):
+    self.received = None
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGINT, signal.SIGTERM):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # Not the main thread: leave signals alone.
+        pass
+    return self
+
+  def _handle(self, signum, frame):
+    self.received = signal.Signals(signum).name
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def evaluate(p_eval, rstate, images, labels, batch_size: int, num_devices: int) -> dict:
+  """Loss and accuracy over every example exactly once (padding is masked out)."""
+  total = None
+  per_device = -(-batch_size // num_devices)
+  for batch in pipeline.eval_batches(images, labels, per_device * num_devices):
+    m = parallel.unreplicate(p_eval(rstate, pipeline.shard(batch, num_devices)))
+    total = m if total is None else total.merge(m)
+  values = total.compute()
+  return {"test_loss": float(values["loss"]), "test_accuracy": float(values["accuracy"]),
+          "test_examples": int(total.accuracy.count)}
+
+
+def _print_progress(epoch, num_epochs, step_in_epoch, steps_per_epoch, rate, left_steps, batch):
+  eta = left_steps * batch / rate if rate > 0 else float("nan")
+  print(f"epoch {epoch + 1}/{num_epochs}  step {step_in_epoch}/{steps_per_epoch}  "
+        f"{rate:,.0f} img/s  eta {eta:.0f}s", flush=True)
+
+
+def train_and_evaluate(config, workdir: str | Path) -> dict[str, Any]:
+  """Trains `config` in `workdir` (resuming what is there) and returns its summary."""
+  wall_start = time.time()
+  config_lib.validate(config)
+  workdir = Path(workdir)
+  lock = records.Lock(workdir)
+  lock.acquire()
+  try:
+    return _train(config, workdir, wall_start)
+  finally:
+    lock.release()
+
+
+def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
+  devices = parallel.select_devices(config.num_devices)
+  n_dev = len(devices)
+  parallel.check_divisible(config.batch_size, n_dev)
+  dataset = data.load(config.data)
+  model = models.build(config.model, dataset.num_classes, dataset.input_shape, parallel.AXIS)
+  session = records.session_record(config.seed, devices)
+  session["data"] = dataset.location
+  records.write_run_records(workdir, config_lib.to_dict(config), session)
+  table = models.summary(model, dataset.input_shape)
+  print(table, flush=True)
+  (workdir / "model_summary.txt").write_text(table)
+
+  spe = pipeline.steps_per_epoch(len(dataset.train_labels), config.batch_size)
+  total_steps = spe * config.num_epochs
+  tx, schedule = create_optimizer(config.optimizer, spe, config.num_epochs)
+  state = create_train_state(model, dataset.input_shape, tx, config.seed)
+  ckpts = Checkpoints(workdir, config.checkpoint.keep)
+  restored = ckpts.restore_latest({"state": state, "epoch_metrics": steps.TrainMetrics.empty()})
+  epoch_metrics = steps.TrainMetrics.empty()
+  if restored is not None:
+    state, epoch_metrics = restored["state"], restored["epoch_metrics"]
+  step = int(state.step)
+  log = MetricsWriter(workdir, step)
+  last = log.records[-1] if log.records else {}
+  best = max((r["test_accuracy"] for r in log.records), default=-1.0)
+  train_seconds = last.get("train_seconds", 0.0)
+  wall_before = last.get("wall_seconds", 0.0)
+  if step:
+    print(f"resuming {workdir} at step {step}/{total_steps}", flush=True)
+  summary = {"status": "running", "params": models.param_count(state.params),
+             "steps_per_epoch": spe, "total_steps": total_steps}
+  records.write_json(workdir / "summary.json", {**summary, **_summary_metrics(log.records, config.batch_size)})
+
+  status, error = "failed", None
+  try:
+    p_train = parallel.pmap_train_step(config, dataset.num_classes, devices)
+    p_eval = parallel.pmap_eval_step(config, devices)
+    rstate = parallel.replicate(state, devices)
+    rmetrics = parallel.replicate(epoch_metrics, devices)
+    with _StopSignal() as stop:
+      for epoch in range(step // spe, config.num_epochs):
+        epoch_start, epoch_start_step = time.time(), step
+        tick, tick_step = epoch_start, step
+        for batch in pipeline.train_batches(dataset.train_images, dataset.train_labels,
+                                            config.batch_size, config.seed, epoch, step % spe):
+          rstate, rmetrics = p_train(rstate, rmetrics, pipeline.shard(batch, n_dev))
+          step += 1
+          if stop.received:
+            ckpts.save(step, parallel.unreplicate({"state": rstate, "epoch_metrics": rmetrics}),
+                       best=False)
+            raise Interrupted(f"{stop.received} at step {step}: checkpoint saved; run the same "
+                              f"command to resume")
+          if config.log_every_seconds and time.time() - tick >= config.log_every_seconds:
+            rate = (step - tick_step) * config.batch_size / (time.time() - tick)
+            _print_progress(epoch, config.num_epochs, step - epoch * spe, spe, rate,
+                            total_steps - step, config.batch_size)
+            tick, tick_step = time.time(), step
+        train = parallel.unreplicate(rmetrics).compute()  # Waits for the epoch's steps.
+        epoch_seconds = time.time() - epoch_start
+        train_seconds += epoch_seconds
+        if not all(math.isfinite(float(v)) for v in train.values()):
+          raise TrainingError(f"train loss is {float(train['loss'])} in epoch {epoch + 1} "
+                              f"(steps {epoch * spe + 1}..{step}); stopped without saving it")
+        test = evaluate(p_eval, rstate, dataset.test_images, dataset.test_labels,
+                        config.data.eval_batch_size, n_dev)
+        record = {
+            "step": step, "epoch": epoch + 1,
+            "train_loss": float(train["loss"]), "train_accuracy": float(train["accuracy"]),
+            "test_loss": test["test_loss"], "test_accuracy": test["test_accuracy"],
+            "learning_rate": float(schedule(step - 1)),
+            "images_per_second": (step - epoch_start_step) * config.batch_size / epoch_seconds,
+            "train_seconds": train_seconds,
+            "wall_seconds": wall_before + time.time() - wall_start,
+        }
+        log.write(record)
+        print(f"epoch {epoch + 1}/{config.num_epochs}  train loss {record['train_loss']:.4f} "
+              f"acc {record['train_accuracy']:.4f}  test loss {record['test_loss']:.4f} "
+              f"acc {record['test_accuracy']:.4f}  {record['images_per_second']:,.0f} img/s",
+              flush=True)
+        rmetrics = parallel.replicate(steps.TrainMetrics.empty(), devices)
+        is_best = record["test_accuracy"] > best
+        best = max(best, record["test_accuracy"])
+        if is_best or (epoch + 1) % config.checkpoint.every_epochs == 0 or epoch + 1 == config.num_epochs:
+          saved = parallel.unreplicate({"state": rstate, "epoch_metrics": rmetrics})
+          ckpts.save(step, saved, best=is_best)
+    status = "finished"
+  except Interrupted as e:
+    status, error = "interrupted", str(e)
+    raise
+  except BaseException as e:
+    error = f"{type(e).__name__}: {e}"
+    raise
+  finally:
+    ckpts.close()
+    log.close()
+    summary.update(_summary_metrics(log.records, config.batch_size), status=status, ended=records.now(),
+                   wall_seconds=wall_before + time.time() - wall_start)
+    if error:
+      summary["error"] = error
+    records.write_json(workdir / "summary.json", summary)
+  return summary
+
+
+def _summary_metrics(history: list[dict], batch_size: int) -> dict[str, Any]:
+  """Final and best metrics of a run from its metrics records."""
+  if not history:
+    return {"steps": 0, "epochs": 0}
+  last = history[-1]
+  best = max(history, key=lambda r: r["test_accuracy"])
+  return {
+      "test_accuracy": last["test_accuracy"], "test_loss": last["test_loss"],
+      "train_accuracy": last["train_accuracy"], "train_loss": last["train_loss"],
+      "best_test_accuracy": best["test_accuracy"], "best_epoch": best["epoch"],
+      "steps": last["step"], "epochs": last["epoch"],
+      "train_seconds": last["train_seconds"],
+      "images_per_second": last["step"] * batch_size / max(last["train_seconds"], 1e-9),
+  }

@@ -1,0 +1,25 @@
+"""The TrainState: parameters, optimizer state, BatchNorm statistics and the run's key."""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import linen as nn
+from flax.training import train_state
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any  # BatchNorm running statistics ({} for models without BatchNorm).
+  rng: jax.Array  # Base key of dropout and augmentation; each step folds in its number.
+
+
+def create_train_state(model: nn.Module, input_shape, tx: optax.GradientTransformation,
+                       seed: int) -> TrainState:
+  """Initial state on the default device; `seed` fixes both init and the run's key."""
+  init_key, run_key = jax.random.split(jax.random.PRNGKey(seed))
+  variables = model.init(init_key, jnp.zeros((1, *input_shape), jnp.float32), train=False)
+  params = variables["params"]
+  return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
+                           batch_stats=variables.get("batch_stats", {}), rng=run_key)

@@ -1,0 +1,76 @@
+"""Pure per-device train and eval steps, to be mapped over devices (see `parallel`).
+
+Under a device axis named `axis_name`, gradients are averaged with `lax.pmean`,
+BatchNorm statistics are computed over the global batch (the model's BatchNorm takes
+the same axis name), and metrics are gathered over all devices. Randomness comes from
+the state's key folded with the step number and each example's global position, so a
+global batch gives the same update on 1 or N devices.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+from clu import metrics as clu_metrics
+from flax import struct
+
+from cnnjax.data import transforms
+from cnnjax.models.layers import example_keys
+
+
+@struct.dataclass
+class TrainMetrics(clu_metrics.Collection):
+  loss: clu_metrics.Average.from_output("loss")
+  accuracy: clu_metrics.Accuracy
+
+
+@struct.dataclass
+class EvalMetrics(clu_metrics.Collection):
+  loss: clu_metrics.Average.from_output("loss")
+  accuracy: clu_metrics.Accuracy
+
+
+def _variables(state, params):
+  return {"params": params, "batch_stats": state.batch_stats} if state.batch_stats else {"params": params}
+
+
+def train_step(state, batch, *, num_classes: int, label_smoothing: float, mean: float,
+               std: float, augment_shift: int, axis_name):
+  """One optimizer step on this device's slice of the global batch.
+
+  Returns the new state and the step's metrics (already combined over devices).
+  """
+  step_key = jax.random.fold_in(state.rng, state.step)
+  augment_key, dropout_key = jax.random.split(step_key)
+  images, labels = batch["images"], batch["labels"]
+  if augment_shift:
+    keys = example_keys(augment_key, images.shape[0], axis_name)
+    images = transforms.random_shift(images, keys, augment_shift)
+  x = transforms.standardize(images, mean, std)
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
+
+  def loss_fn(params):
+    logits, updates = state.apply_fn(_variables(state, params), x, train=True,
+                                     rngs={"dropout": dropout_key}, mutable=["batch_stats"])
+    losses = optax.softmax_cross_entropy(logits, targets)
+    return losses.mean(), (losses, logits, updates)
+
+  grads, (losses, logits, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
+  if axis_name:
+    grads = jax.lax.pmean(grads, axis_name)
+  new_state = state.apply_gradients(grads=grads,
+                                    batch_stats=updates.get("batch_stats", state.batch_stats))
+  step_metrics = TrainMetrics.gather_from_model_output(
+      axis_name=axis_name, loss=losses, logits=logits, labels=labels) if axis_name else \
+      TrainMetrics.single_from_model_output(loss=losses, logits=logits, labels=labels)
+  return new_state, step_metrics
+
+
+def eval_step(state, batch, *, mean: float, std: float, axis_name):
+  """Summed loss and accuracy of one eval batch; padded examples (mask 0) count nothing."""
+  x = transforms.standardize(batch["images"], mean, std)
+  logits = state.apply_fn(_variables(state, state.params), x, train=False)
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
+  kwargs = dict(loss=losses, logits=logits, labels=batch["labels"], mask=batch["mask"])
+  if axis_name:
+    return EvalMetrics.gather_from_model_output(axis_name=axis_name, **kwargs)
+  return EvalMetrics.single_from_model_output(**kwargs)

@@ -1,0 +1,20 @@
+"""A plain MLP on MNIST (784-256-128-10): the "regular neural network" baseline the talk
+compares CNNs with. Same data, optimizer and run records as the CNN configs.
+
+  cnnjax train --config configs/mnist_mlp.py --workdir runs/mlp
+"""
+from cnnjax.config import base_config
+
+
+def get_config():
+  config = base_config()
+  config.num_epochs = 10
+  config.batch_size = 128
+  config.model.name = "mlp"
+  config.model.conv_features = ()  # Unused by the MLP; empty so tables show no convs.
+  config.model.dense_features = (256, 128)
+  config.model.dropout_rate = 0.2
+  config.optimizer.name = "adam"
+  config.optimizer.learning_rate = 0.001
+  config.optimizer.schedule = "cosine"
+  return config
