@@ -1,0 +1,72 @@
+import pytest
+
+from cnnjax import config as config_lib
+from cnnjax.errors import ConfigError
+from conftest import ROOT
+
+CONFIGS = ["mnist_talk.py", "mnist.py", "mnist_mlp.py", "tiny.py"]
+CONTRACT = ["seed", "num_epochs", "batch_size", "num_devices", "optimizer.learning_rate",
+            "data.dir", "data.train_examples"]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_loads_validates_and_has_the_contract_fields(name):
+  config = config_lib.load(str(ROOT / "configs" / name))
+  config_lib.validate(config)
+  flat = config_lib.flatten(config_lib.to_dict(config))
+  assert all(field in flat for field in CONTRACT)
+
+
+def test_talk_config_is_the_talks_network():
+  c = config_lib.load(str(ROOT / "configs" / "mnist_talk.py")).model
+  assert (c.name, tuple(c.conv_features), c.kernel_size, c.pool_size, tuple(c.dense_features)) == \
+      ("cnn", (8, 16), 3, 2, ())
+
+
+def test_overrides_set_nested_fields_with_types():
+  config = config_lib.load(str(ROOT / "configs" / "mnist.py"),
+                           {"optimizer.learning_rate": 0.05, "model.conv_features": [9, 16]})
+  assert config.optimizer.learning_rate == 0.05
+  assert config.model.conv_features == (9, 16)
+
+
+@pytest.mark.parametrize("field", ["optimizer.learnig_rate", "optimiser.learning_rate", "epochs"])
+def test_misspelt_override_names_the_field(field):
+  with pytest.raises(ConfigError, match=field.split(".")[0]):
+    config_lib.load(str(ROOT / "configs" / "mnist.py"), {field: 0.1})
+
+
+def test_wrong_type_override_names_the_field():
+  with pytest.raises(ConfigError, match=r"config\.batch_size: wrong type"):
+    config_lib.load(str(ROOT / "configs" / "mnist.py"), {"batch_size": "big"})
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("batch_size", 0, r"config\.batch_size: must be >= 1"),
+    ("num_epochs", 0, r"config\.num_epochs: must be >= 1"),
+    ("optimizer.learning_rate", -0.1, r"config\.optimizer\.learning_rate: must be a positive"),
+    ("optimizer.name", "adagrad", r"config\.optimizer\.name: 'adagrad' is not one of 'sgd'"),
+    ("optimizer.schedule", "step", r"config\.optimizer\.schedule: 'step' is not one of"),
+    ("model.name", "resnet", r"config\.model\.name: 'resnet' is not one of 'cnn', 'mlp'"),
+    ("model.dropout_rate", 1.0, r"config\.model\.dropout_rate: must be in \[0, 1\)"),
+    ("model.conv_features", (8, 0), r"config\.model\.conv_features: needs one or more positive"),
+    ("data.source", "csv", r"config\.data\.source: 'csv' is not one of 'idx', 'tfds'"),
+    ("data.train_examples", 100, r"config\.data\.train_examples: 100 examples make no batch"),
+    ("num_devices", -1, r"config\.num_devices: must be >= 0"),
+])
+def test_impossible_values_fail_validation_naming_the_field(field, value, message):
+  config = config_lib.load(str(ROOT / "configs" / "mnist.py"), {field: value})
+  with pytest.raises(ConfigError, match=message):
+    config_lib.validate(config)
+
+
+def test_onecycle_warmup_must_be_a_fraction():
+  config = config_lib.load(str(ROOT / "configs" / "mnist.py"), {"optimizer.warmup_epochs": 2.0})
+  with pytest.raises(ConfigError, match=r"config\.optimizer\.warmup_epochs: for schedule 'onecycle'"):
+    config_lib.validate(config)
+
+
+def test_dict_round_trip_restores_the_config():
+  config = config_lib.load(str(ROOT / "configs" / "mnist.py"))
+  again = config_lib.from_dict(config_lib.to_dict(config))
+  assert again.to_dict() == config.to_dict()

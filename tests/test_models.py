@@ -1,0 +1,67 @@
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnnjax import config as config_lib
+from cnnjax import models
+from cnnjax.errors import ConfigError
+from cnnjax.models.layers import max_pool
+from conftest import ROOT
+
+
+def _build(config_name, overrides=None, input_shape=(28, 28, 1)):
+  config = config_lib.load(str(ROOT / "configs" / config_name), overrides)
+  model = models.build(config.model, 10, input_shape)
+  variables = model.init(jax.random.key(0), jnp.zeros((2, *input_shape)), train=False)
+  return model, variables
+
+
+# Exact sizes pin the architectures: a change to any of them must be deliberate.
+@pytest.mark.parametrize("config_name, overrides, params, stats", [
+    ("mnist_talk.py", None, 9_098, 0),                          # 80 + 1,168 + 7,850
+    ("mnist_talk.py", {"model.conv_features": (9, 16)}, 9_252, 0),   # the talk's crash, fixed
+    ("mnist_talk.py", {"model.conv_features": (8, 16, 32)}, 8_778, 0),  # a third block
+    ("mnist.py", None, 421_738, 192),
+    ("mnist_mlp.py", None, 235_146, 0),
+])
+def test_exact_parameter_counts(config_name, overrides, params, stats):
+  model, variables = _build(config_name, overrides)
+  assert models.param_count(variables["params"]) == params
+  assert models.param_count(variables.get("batch_stats", {})) == stats
+  logits = model.apply(variables, jnp.zeros((2, 28, 28, 1)), train=False)
+  assert logits.shape == (2, 10)
+
+
+def test_talk_cnn_feature_map_shapes():
+  model, variables = _build("mnist_talk.py")
+  _, state = model.apply(variables, jnp.zeros((1, 28, 28, 1)), capture_intermediates=True,
+                         mutable=["intermediates"])
+  shapes = {k: v["__call__"][0].shape for k, v in state["intermediates"].items() if k != "__call__"}
+  assert shapes["conv0"] == (1, 28, 28, 8)
+  assert shapes["conv1"] == (1, 14, 14, 16)
+  assert shapes["classifier"] == (1, 10)
+
+
+def test_too_much_pooling_fails_before_compile_naming_the_field():
+  config = config_lib.load(str(ROOT / "configs" / "mnist_talk.py"),
+                           {"model.conv_features": (8, 16, 32, 64, 128)})
+  with pytest.raises(ConfigError, match=r"config\.model\.conv_features: 5 conv blocks.*block 5 "
+                                        r"gets a 1x1 feature map from the 28x28 input"):
+    models.build(config.model, 10, (28, 28, 1))
+
+
+def test_summary_lists_layers_shapes_and_total():
+  model, _ = _build("mnist_talk.py")
+  text = models.summary(model, (28, 28, 1))
+  for expected in ("conv0", "conv1", "classifier", "float32[1,14,14,16]", "9,098"):
+    assert expected in text
+
+
+@pytest.mark.parametrize("shape", [(3, 28, 28, 5), (2, 7, 9, 3), (2, 16, 4), (1, 6, 6, 6, 2)])
+def test_max_pool_equals_flax_valid_pooling(shape):
+  x = jax.random.normal(jax.random.key(1), shape)
+  rank = len(shape) - 2
+  expected = nn.max_pool(x, (2,) * rank, strides=(2,) * rank, padding="VALID")
+  np.testing.assert_array_equal(max_pool(x, 2), expected)

@@ -1,0 +1,101 @@
+import functools
+
+import jax
+import numpy as np
+import pytest
+
+from cnnjax import models
+from cnnjax.data import pipeline
+from cnnjax.train import parallel, steps
+from cnnjax.train.optim import create_optimizer
+from cnnjax.train.state import create_train_state
+from conftest import NUM_DEVICES, synthetic_digits
+
+
+def test_eight_cpu_devices_are_simulated():
+  assert jax.local_device_count() == NUM_DEVICES  # Never skipped: conftest sets them up.
+
+
+def _setup(config, num_devices):
+  devices = parallel.select_devices(num_devices)
+  model = models.build(config.model, 4, (12, 12, 1), parallel.AXIS)
+  tx, _ = create_optimizer(config.optimizer, steps_per_epoch=10, num_epochs=2)
+  state = create_train_state(model, (12, 12, 1), tx, config.seed)
+  return (devices, parallel.pmap_train_step(config, 4, devices),
+          parallel.replicate(state, devices),
+          parallel.replicate(steps.TrainMetrics.empty(), devices))
+
+
+def _batches(n_steps, batch_size=16):
+  images, labels = synthetic_digits(n_steps * batch_size, seed=5)
+  for i in range(n_steps):
+    sl = slice(i * batch_size, (i + 1) * batch_size)
+    yield {"images": images[sl][..., None], "labels": labels[sl].astype(np.int32)}
+
+
+def test_train_steps_lower_the_loss(tiny_config):
+  devices, p_train, rstate, rmetrics = _setup(tiny_config, 1)
+  batch = pipeline.shard(next(_batches(1)), 1)
+  losses = []
+  for _ in range(5):
+    rstate, m = p_train(rstate, parallel.replicate(steps.TrainMetrics.empty(), devices), batch)
+    losses.append(float(parallel.unreplicate(m).compute()["loss"]))
+  assert losses[-1] < losses[0]
+
+
+def test_eight_devices_equal_one_device_on_the_same_global_batches(tiny_config):
+  """BatchNorm over the global batch, dropout and shifts drawn per example: the split
+  over devices must not change the result."""
+  results = {}
+  for n in (1, NUM_DEVICES):
+    _, p_train, rstate, rmetrics = _setup(tiny_config, n)
+    for batch in _batches(10):
+      rstate, rmetrics = p_train(rstate, rmetrics, pipeline.shard(batch, n))
+    results[n] = jax.device_get(parallel.unreplicate((rstate, rmetrics)))
+  (s1, m1), (s8, m8) = results[1], results[NUM_DEVICES]
+  assert int(s1.step) == int(s8.step) == 10
+  # float32 sums in another order: agree to 1e-5 absolute, not bit for bit.
+  for a, b in zip(jax.tree.leaves((s1.params, s1.batch_stats, s1.opt_state)),
+                  jax.tree.leaves((s8.params, s8.batch_stats, s8.opt_state))):
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(m1.compute()["loss"], m8.compute()["loss"], rtol=1e-5)
+  assert m1.compute()["accuracy"] == m8.compute()["accuracy"]
+  # Each device's BatchNorm copy holds the same (global) statistics.
+  assert not np.allclose(jax.tree.leaves(s1.batch_stats)[0], 0)
+
+
+def test_dropout_masks_differ_between_devices_yet_not_with_the_split(tiny_config):
+  from cnnjax.models.layers import Dropout
+  layer = Dropout(0.5, parallel.AXIS)
+  x = np.ones((NUM_DEVICES, 2, 64), np.float32)
+  run = lambda xs, n: jax.pmap(
+      lambda v: layer.apply({}, v, deterministic=False, rngs={"dropout": jax.random.key(0)}),
+      axis_name=parallel.AXIS, devices=jax.local_devices()[:n])(xs)
+  eight = np.asarray(run(x, NUM_DEVICES)).reshape(16, 64)
+  one = np.asarray(run(x.reshape(1, 16, 64), 1)).reshape(16, 64)
+  np.testing.assert_array_equal(eight, one)
+  assert len({row.tobytes() for row in eight}) == 16  # Every example has its own mask.
+
+
+def test_eval_counts_every_example_once_on_eight_devices(tiny_config):
+  from cnnjax.train.loop import evaluate
+  devices, _, rstate, _ = _setup(tiny_config, NUM_DEVICES)
+  images, labels = synthetic_digits(101, seed=9)
+  images = images[..., None]
+  labels = labels.astype(np.int32)
+  p_eval = parallel.pmap_eval_step(tiny_config, devices)
+  result = evaluate(p_eval, rstate, images, labels, batch_size=24, num_devices=NUM_DEVICES)
+  assert result["test_examples"] == 101
+  state = parallel.unreplicate(rstate)
+  x = (images.astype(np.float32) / 255 - tiny_config.data.mean) / tiny_config.data.std
+  logits = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats}, x)
+  assert result["test_accuracy"] == pytest.approx(np.mean(np.argmax(logits, -1) == labels))
+
+
+def test_batch_that_does_not_split_over_devices_names_the_field():
+  from cnnjax.errors import ConfigError
+  with pytest.raises(ConfigError, match=r"config\.batch_size: 20 does not split evenly over 8"):
+    parallel.check_divisible(20, 8)
+  with pytest.raises(ConfigError, match=r"config\.num_devices: asks for 9 devices but this "
+                                        r"process has 8"):
+    parallel.select_devices(9)
