@@ -10,6 +10,10 @@ from __future__ import annotations
 import sys
 import traceback
 
+import ml_collections
+
+from cnnjax import config as config_lib
+
 USAGE = """usage: cnnjax COMMAND [flags]
 
 commands:
@@ -23,22 +27,50 @@ def _train(args: list[str]) -> int:
   from ml_collections import config_flags
 
   fv = flags.FlagValues()
+  argv = ["cnnjax train", *args]
   config_flags.DEFINE_config_file("config", None, "Config file (get_config()), e.g. "
-                                  "configs/mnist.py.", flag_values=fv, lock_config=True)
+                                  "configs/mnist.py.", flag_values=fv, lock_config=True,
+                                  sys_argv=argv)
   flags.DEFINE_string("workdir", None, "Run directory: records, metrics, checkpoints.",
                       flag_values=fv)
   flags.DEFINE_bool("debug", False, "Show tracebacks of errors.", flag_values=fv)
   debug = "--debug" in args
   try:
-    fv(["cnnjax train", *args])
+    fv(argv)
     if fv.config is None:
       raise flags.Error("--config is required, e.g. --config configs/mnist_talk.py")
     if not fv.workdir:
       raise flags.Error("--workdir is required, e.g. --workdir runs/talk")
     config = fv.config
+    config_lib.validate(config)  # Also surfaces a config file that failed to load.
   except Exception as e:  # absl reports bad flags and bad config files in several types.
-    return _fail(f"cnnjax train: error: {_first_line(e)}", debug, code=2)
+    message = _unknown_override(args) or _last_line(e)
+    return _fail(f"cnnjax train: error: {message}", debug, code=2)
   return _run_training(config, fv.workdir, debug)
+
+
+def _unknown_override(args: list[str]) -> str | None:
+  """'config.a.b: unknown field ...' for the first --config.a.b naming no field."""
+  import difflib
+  specs = [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
+  specs += [b for a, b in zip(args, args[1:]) if a == "--config"]
+  try:
+    config = config_lib.load(specs[-1])
+  except Exception:
+    return None
+  for arg in args:
+    if not arg.startswith("--config."):
+      continue
+    field = arg[len("--config."):].split("=", 1)[0]
+    node = config
+    for part in field.split("."):
+      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+        options = list(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+        close = difflib.get_close_matches(part, options, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"config.{field}: unknown field{hint}"
+      node = node[part]
+  return None
 
 
 def _run_training(config, workdir: str, debug: bool) -> int:
@@ -59,7 +91,7 @@ def _run_training(config, workdir: str, debug: bool) -> int:
   return 0
 
 
-def _first_line(e: BaseException) -> str:
+def _last_line(e: BaseException) -> str:
   lines = [l for l in str(e).strip().splitlines() if l.strip()]
   return lines[-1].strip() if lines else type(e).__name__
 
