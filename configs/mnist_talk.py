@@ -1,5 +1,5 @@
 """The talk's CNN on MNIST: conv 8 (3x3 SAME), ReLU, max pool 2, conv 16, ReLU, max pool 2,
-flatten, dense to the 10 classes; SGD with momentum.
+flatten, dense to the 10 classes; SGD with momentum and a cosine learning-rate decay.
 
   cnnjax train --config configs/mnist_talk.py --workdir runs/talk
   cnnjax train --config configs/mnist_talk.py --workdir runs/talk9 --config.model.conv_features='(9, 16)'
@@ -19,4 +19,5 @@ def get_config():
   config.optimizer.name = "sgd"
   config.optimizer.learning_rate = 0.05
   config.optimizer.momentum = 0.9
+  config.optimizer.schedule = "cosine"
   return config
