@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import hashlib
 import json
 import os
 import platform
@@ -50,15 +51,43 @@ def read_json(path: Path) -> Any | None:
     return None
 
 
-def git_state(folder: Path) -> dict[str, Any]:
-  """Commit of the repository holding `folder` and whether its tree had changes."""
-  def git(*args):
-    return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True,
-                          timeout=10, check=True).stdout.strip()
+def _git(folder: Path, *args: str, ok=(0,)) -> str:
+  result = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True,
+                          timeout=30)
+  if result.returncode not in ok:
+    raise subprocess.CalledProcessError(result.returncode, args, result.stderr)
+  return result.stdout
+
+
+def code_state(folder: Path, max_untracked_bytes: int = 1 << 20) -> tuple[dict[str, Any], str]:
+  """(git record, diff text) of the repository holding `folder`: its commit, whether the
+  tree had changes, and those changes as one patch (tracked changes against HEAD, then
+  untracked files up to `max_untracked_bytes` each), so the exact code can be rebuilt."""
   try:
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    top = Path(_git(folder, "rev-parse", "--show-toplevel").strip())
+    commit = _git(top, "rev-parse", "HEAD").strip()
+    diff = _git(top, "diff", "HEAD", "--binary")
+    for name in _git(top, "ls-files", "--others", "--exclude-standard", "-z").split("\0"):
+      if name and (top / name).is_file() and (top / name).stat().st_size <= max_untracked_bytes:
+        diff += _git(top, "diff", "--no-index", "--binary", "/dev/null", name, ok=(0, 1))
   except (OSError, subprocess.SubprocessError):
-    return {"commit": None, "dirty": None}
+    return {"commit": None, "dirty": None}, ""
+  record = {"commit": commit, "dirty": bool(diff)}
+  if diff:
+    record["diff_sha256"] = hashlib.sha256(diff.encode()).hexdigest()
+  return record, diff
+
+
+def save_code_diff(workdir: Path, git: dict[str, Any], diff: str) -> None:
+  """Saves the uncommitted changes as code/<sha256 prefix>.diff (once per distinct diff)."""
+  if diff:
+    path = workdir / "code" / f"{git['diff_sha256'][:16]}.diff"
+    git["diff_file"] = str(path.relative_to(workdir))
+    if not path.exists():
+      path.parent.mkdir(parents=True, exist_ok=True)
+      tmp = path.with_name(f".{path.name}.tmp")
+      tmp.write_text(diff)
+      os.replace(tmp, path)
 
 
 def versions() -> dict[str, str | None]:
@@ -71,15 +100,16 @@ def versions() -> dict[str, str | None]:
   return out
 
 
-def session_record(seed: int, devices) -> dict[str, Any]:
+def session_record(seed: int, devices) -> tuple[dict[str, Any], str]:
+  """(the record of this process's session, its uncommitted code diff)."""
   import cnnjax
+  git, diff = code_state(Path(cnnjax.__file__).parent)
   return {
       "argv": sys.argv, "cwd": os.getcwd(), "start_time": now(),
       "host": socket.gethostname(), "pid": os.getpid(), "seed": seed,
-      "git": git_state(Path(cnnjax.__file__).parent),
-      "versions": versions(),
+      "git": git, "versions": versions(),
       "devices": [str(d) for d in devices], "platform": devices[0].platform,
-  }
+  }, diff
 
 
 class Lock:
@@ -121,7 +151,8 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
           if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES]
 
 
-def write_run_records(workdir: Path, config_dict: dict[str, Any], session: dict[str, Any]) -> bool:
+def write_run_records(workdir: Path, config_dict: dict[str, Any], session: dict[str, Any],
+                      diff: str = "") -> bool:
   """Writes config.json and run.json; returns True when the workdir already held this run.
 
   A workdir holding a run of another config is refused, naming the fields that differ.
@@ -133,6 +164,7 @@ def write_run_records(workdir: Path, config_dict: dict[str, Any], session: dict[
       raise WorkdirError(f"{workdir} holds a run with another config ({'; '.join(changes)}); "
                          f"use a new --workdir to train this one")
   write_json(workdir / "config.json", config_dict)
+  save_code_diff(workdir, session["git"], diff)
   run = read_json(workdir / "run.json")
   if run is None:
     run = dict(session, resumes=[])

@@ -96,9 +96,9 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
   parallel.check_divisible(config.batch_size, n_dev)
   dataset = data.load(config.data)
   model = models.build(config.model, dataset.num_classes, dataset.input_shape, parallel.AXIS)
-  session = records.session_record(config.seed, devices)
+  session, diff = records.session_record(config.seed, devices)
   session["data"] = dataset.location
-  records.write_run_records(workdir, config_lib.to_dict(config), session)
+  records.write_run_records(workdir, config_lib.to_dict(config), session, diff)
   table = models.summary(model, dataset.input_shape)
   print(table, flush=True)
   (workdir / "model_summary.txt").write_text(table)
@@ -166,6 +166,8 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
             "wall_seconds": wall_before + time.time() - wall_start,
         }
         log.write(record)
+        records.write_json(workdir / "summary.json",
+                           {**summary, **_summary_metrics(log.records, config.batch_size)})
         print(f"epoch {epoch + 1}/{config.num_epochs}  train loss {record['train_loss']:.4f} "
               f"acc {record['train_accuracy']:.4f}  test loss {record['test_loss']:.4f} "
               f"acc {record['test_accuracy']:.4f}  {record['images_per_second']:,.0f} img/s",
