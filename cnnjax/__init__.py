@@ -3,6 +3,8 @@
     import cnnjax
     config = cnnjax.load_config("configs/mnist_talk.py", {"model.conv_features": (9, 16)})
     summary = cnnjax.train_and_evaluate(config, "runs/talk9")
+    table = cnnjax.sweep(config, [{"optimizer.learning_rate": lr} for lr in (0.02, 0.1)], "runs/lr")
+    print(table.to_markdown())
 """
 from cnnjax.config import base_config, load as load_config, validate as validate_config
 
@@ -13,4 +15,17 @@ def train_and_evaluate(config, workdir):
   return run(config, workdir)
 
 
-__all__ = ["base_config", "load_config", "validate_config", "train_and_evaluate"]
+def sweep(base_config, points, root, workers=1, retry_failed=False):
+  """Trains each point (a dict of overrides) of `base_config` in `root/<point name>`,
+  skipping finished points, and returns the results table (`.rows`, `.to_markdown()`)."""
+  from cnnjax.exp.sweep import run_sweep
+  return run_sweep(base_config, points, root, workers=workers, retry_failed=retry_failed)
+
+
+def show(*roots, all_params=False):
+  """The `cnnjax exp show` table of every run under `roots` (default runs/)."""
+  from cnnjax.exp.table import show as show_table
+  return show_table(roots or ["runs"], all_params=all_params)
+
+
+__all__ = ["base_config", "load_config", "validate_config", "train_and_evaluate", "sweep", "show"]

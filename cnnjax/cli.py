@@ -19,6 +19,10 @@ USAGE = """usage: cnnjax COMMAND [flags]
 commands:
   train   --config FILE.py[:arg] --workdir DIR [--config.field=value ...] [--debug]
           Trains the config's model in DIR; the same command on an existing DIR resumes.
+  exp     show [ROOT ...] | diff RUN_A RUN_B | plot RUN ... | reproduce RUN
+          Compares, plots and reproduces run directories (`cnnjax exp -h`).
+  sweep   EXPERIMENT.py [--root DIR] [--workers N] [--retry-failed] [--dry-run]
+          Trains every point of an ablation in its own run directory.
 """
 
 
@@ -110,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
   if args[0] == "train":
     return _train(args[1:])
+  if args[0] in ("exp", "sweep"):
+    from cnnjax import exp_cli
+    return exp_cli.main(args)
   print(f"cnnjax: unknown command {args[0]!r}\n\n{USAGE}", file=sys.stderr)
   return 2
 

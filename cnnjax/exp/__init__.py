@@ -1,0 +1,1 @@
+"""Comparing, plotting, reproducing and sweeping runs; reads run directories only."""

@@ -1,0 +1,45 @@
+"""Points of a sweep as data, in the spirit of big_vision's `hyper`:
+
+    hyper.product([hyper.sweep("model.conv_features", [(4, 16), (8, 16)]),
+                   hyper.sweep("optimizer.learning_rate", [0.02, 0.05])])
+
+Each point is a dict of config overrides {'field.path': value}. A leading 'config.'
+in a field name is dropped.
+"""
+from __future__ import annotations
+
+import builtins
+import itertools
+from typing import Any, Iterable, Sequence
+
+Point = dict[str, Any]
+
+
+def _field(name: str) -> str:
+  return name[len("config."):] if name.startswith("config.") else name
+
+
+def sweep(field: str, values: Iterable[Any]) -> list[Point]:
+  return [{_field(field): v} for v in values]
+
+
+def fixed(field: str, value: Any) -> list[Point]:
+  return [{_field(field): value}]
+
+
+def product(parts: Sequence[list[Point]]) -> list[Point]:
+  """Every combination: the first part varies slowest."""
+  return [{k: v for point in combo for k, v in point.items()}
+          for combo in itertools.product(*parts)]
+
+
+def zip(parts: Sequence[list[Point]]) -> list[Point]:  # noqa: A001 - big_vision's name.
+  """Points merged position by position; all parts must have the same length."""
+  lengths = {len(p) for p in parts}
+  if len(lengths) > 1:
+    raise ValueError(f"hyper.zip needs parts of one length, got {sorted(lengths)}")
+  return [{k: v for point in combo for k, v in point.items()} for combo in builtins.zip(*parts)]
+
+
+def chain(*parts: list[Point]) -> list[Point]:
+  return [point for part in parts for point in part]

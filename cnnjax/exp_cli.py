@@ -1,0 +1,123 @@
+"""The `cnnjax exp ...` and `cnnjax sweep ...` commands: argument parsing only."""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+from pathlib import Path
+
+from cnnjax.errors import CnnjaxError
+
+
+def _value(text: str):
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def _overrides(pairs) -> dict:
+  out = {}
+  for pair in pairs or []:
+    field, sep, value = pair.partition("=")
+    if not sep:
+      raise CnnjaxError(f"--set {pair!r} is not FIELD=VALUE")
+    out[field.removeprefix("config.")] = _value(value)
+  return out
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="cnnjax")
+  commands = parser.add_subparsers(dest="command", required=True)
+  exp = commands.add_parser("exp", help="compare, plot and reproduce runs")
+  sub = exp.add_subparsers(dest="action", required=True)
+
+  show = sub.add_parser("show", help="one row per run directory under each ROOT")
+  show.add_argument("roots", nargs="*", default=["runs"])
+  show.add_argument("--all-params", action="store_true", help="every config field")
+  show.add_argument("--sort-by", help="column to sort by")
+  show.add_argument("--desc", action="store_true", help="sort descending")
+  show.add_argument("--filter", action="append", default=[],
+                    help="e.g. 'test_accuracy>=0.99' or 'optimizer.name=adam'; repeatable")
+  show.add_argument("--columns", help="comma-separated columns to show")
+  fmt = show.add_mutually_exclusive_group()
+  for name in ("csv", "md", "json"):
+    fmt.add_argument(f"--{name}", action="store_true")
+
+  diff = sub.add_parser("diff", help="config fields and metrics of two runs")
+  diff.add_argument("run_a")
+  diff.add_argument("run_b")
+
+  plot = sub.add_parser("plot", help="learning curves of runs in one figure")
+  plot.add_argument("runs", nargs="+")
+  plot.add_argument("--metric", default="test_accuracy")
+  plot.add_argument("-o", "--output", default="curves.png", help=".png, .svg or .pdf")
+
+  repro = sub.add_parser("reproduce", help="train a run again and compare its metrics")
+  repro.add_argument("run")
+  repro.add_argument("--workdir", help="default: RUN-repro")
+  repro.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                     help="override a field, e.g. data.dir=/data/mnist (changes the run)")
+
+  sweep = commands.add_parser("sweep", help="train every point of an experiment file")
+  sweep.add_argument("experiment")
+  sweep.add_argument("--root", help="default: runs/<experiment name>")
+  sweep.add_argument("--workers", type=int, default=1)
+  sweep.add_argument("--retry-failed", action="store_true")
+  sweep.add_argument("--dry-run", action="store_true", help="list the points only")
+  sweep.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                     help="override a field in every point, e.g. num_epochs=1")
+  return parser
+
+
+def _show(args) -> int:
+  from cnnjax.exp import table
+  result = table.show(args.roots, all_params=args.all_params).filter(args.filter)
+  if args.sort_by:
+    result = result.sort(args.sort_by, descending=args.desc)
+  if args.columns:
+    result = result.select([c.strip() for c in args.columns.split(",")])
+  print(result.to_csv() if args.csv else result.to_markdown() if args.md
+        else result.to_json() if args.json else result.to_text())
+  return 0
+
+
+def _run(args) -> int:
+  if args.command == "sweep":
+    from cnnjax.exp import sweep
+    base, points = sweep.load_experiment(args.experiment)
+    root = args.root or f"runs/{Path(args.experiment).stem}"
+    overrides = _overrides(args.set)
+    if args.dry_run:
+      for point in points:
+        sweep.point_config(base, point, overrides)  # Bad fields fail here, before training.
+        print(f"{root}/{sweep.point_name(point)}  {json.dumps(point, default=str)}")
+      return 0
+    result = sweep.run_sweep(base, points, root, workers=args.workers,
+                             retry_failed=args.retry_failed, overrides=overrides)
+    print("\n" + result.to_text())
+    return 0 if all(r["status"] == "finished" for r in result.rows) else 1
+  if args.action == "show":
+    return _show(args)
+  if args.action == "diff":
+    from cnnjax.exp import table
+    print(table.format_diff(table.diff(args.run_a, args.run_b)))
+    return 0
+  if args.action == "plot":
+    from cnnjax.exp.plot import plot_runs
+    print(plot_runs(args.runs, args.metric, args.output))
+    return 0
+  from cnnjax.exp import reproduce
+  report = reproduce.reproduce(args.run, args.workdir, _overrides(args.set))
+  print(reproduce.format_report(report))
+  return 0 if report["exact"] else 1
+
+
+def main(argv) -> int:
+  args = _parser().parse_args(argv)
+  try:
+    return _run(args)
+  except (CnnjaxError, ValueError, FileNotFoundError) as e:
+    print(f"cnnjax {args.command}: error: {e}", file=sys.stderr)
+    return 2

@@ -1,0 +1,75 @@
+"""Reading run directories without trusting them: for tables, diffs, plots, reproduction.
+
+A file that is missing or does not parse counts as absent; a run whose summary says
+"running" while no live process holds its lock was killed, and reads as interrupted.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from cnnjax.runs.metrics import read_metrics
+
+_NOT_RUNS = {"checkpoints", "best", "tensorboard", "code"}
+
+
+@dataclasses.dataclass
+class RunRecord:
+  path: Path
+  config: dict[str, Any]
+  run: dict[str, Any]
+  summary: dict[str, Any]
+  status: str  # finished, failed, interrupted, running
+  error: str | None
+
+  def metrics(self) -> list[dict[str, Any]]:
+    return read_metrics(self.path / "metrics.jsonl")
+
+
+def _load(path: Path) -> dict[str, Any]:
+  try:
+    value = json.loads(path.read_text())
+  except (OSError, ValueError):
+    return {}
+  return value if isinstance(value, dict) else {}
+
+
+def is_held(workdir: Path) -> bool:
+  """Whether a live process holds the run's lock (the OS drops it when one dies)."""
+  lock = workdir / ".lock"
+  if not lock.exists():
+    return False
+  with open(lock) as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+      return True
+    fcntl.flock(f, fcntl.LOCK_UN)
+  return False
+
+
+def read_run(path: Path) -> RunRecord:
+  path = Path(path)
+  summary = _load(path / "summary.json")
+  status, error = summary.get("status", "running"), summary.get("error")
+  if status == "running" and not is_held(path):
+    status = "interrupted"
+    error = error or "the training process ended without a final status (killed?)"
+  return RunRecord(path, _load(path / "config.json"), _load(path / "run.json"), summary,
+                   status, error)
+
+
+def find_runs(root: Path) -> list[Path]:
+  """Run directories (holding a config.json) under `root`, sorted; `root` itself counts."""
+  root = Path(root)
+  found = []
+  for folder, subdirs, files in os.walk(root):
+    subdirs[:] = sorted(d for d in subdirs if d not in _NOT_RUNS and not d.startswith("."))
+    if "config.json" in files:
+      found.append(Path(folder))
+      subdirs[:] = []  # A run does not nest runs.
+  return found

@@ -1,0 +1,15 @@
+"""The talk's live demo done right: the talk CNN with 4, 8, 9 and 16 channels in its first
+conv layer (in the talk, 8 -> 9 crashed with a shape mismatch) and three learning rates.
+
+  cnnjax sweep experiments/talk_ablation.py [--root runs/talk_ablation] [--workers 2]
+"""
+from cnnjax.exp import hyper
+
+BASE = "configs/mnist_talk.py"  # Relative to this file's folder or its parent.
+
+
+def get_points():
+  return hyper.product([
+      hyper.sweep("model.conv_features", [(4, 16), (8, 16), (9, 16), (16, 16)]),
+      hyper.sweep("optimizer.learning_rate", [0.02, 0.05, 0.1]),
+  ])

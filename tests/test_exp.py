@@ -1,0 +1,182 @@
+"""Comparing, plotting, reproducing and sweeping runs (`cnnjax exp`, `cnnjax sweep`)."""
+import csv
+import io
+import json
+import textwrap
+
+import pytest
+
+from cnnjax import config as config_lib
+from cnnjax.exp import hyper, plot, reproduce, sweep, table
+from cnnjax.runs import records
+from conftest import ROOT
+
+
+def fake_run(path, status="finished", error=None, **fields):
+  """A run directory with records as training writes them, without training."""
+  config = config_lib.to_dict(config_lib.load(str(ROOT / "configs" / "mnist_talk.py"), fields))
+  records.write_json(path / "config.json", config)
+  records.write_json(path / "run.json", {"start_time": "2026-11-27T10:00:00+00:00"})
+  accuracies = [0.9, 0.95 + fields.get("optimizer.learning_rate", 0.05) / 10]
+  lines = [{"step": 10 * (i + 1), "epoch": i + 1, "test_accuracy": a, "test_loss": 1 - a}
+           for i, a in enumerate(accuracies)]
+  (path / "metrics.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
+  summary = {"status": status, "test_accuracy": accuracies[-1], "best_test_accuracy": accuracies[-1],
+             "epochs": 2, "steps": 20, "wall_seconds": 75.0}
+  if error:
+    summary["error"] = error
+  records.write_json(path / "summary.json", summary)
+  return path
+
+
+@pytest.fixture
+def runs(tmp_path):
+  fake_run(tmp_path / "a", **{"optimizer.learning_rate": 0.02})
+  fake_run(tmp_path / "b", **{"optimizer.learning_rate": 0.1, "model.conv_features": (9, 16)})
+  fake_run(tmp_path / "nested" / "c", status="failed", error="TrainingError: loss is nan")
+  fake_run(tmp_path / "killed", status="running")  # No process holds its lock.
+  return tmp_path
+
+
+def test_show_lists_runs_with_differing_params_and_metrics(runs):
+  result = table.show([runs])
+  assert [r["run"] for r in result.rows] == ["a", "b", "killed", "nested/c"]
+  assert result.columns[:4] == ["run", "status", "started", "duration"]
+  params = [c for c in result.columns if "." in c]
+  assert params == ["model.conv_features", "optimizer.learning_rate"]
+  row = {r["run"]: r for r in result.rows}
+  assert row["b"]["model.conv_features"] == (9, 16) and row["b"]["test_accuracy"] == 0.96
+  assert row["a"]["duration"] == "1m15s" and row["a"]["started"] == "2026-11-27 10:00"
+  assert row["nested/c"]["status"] == "failed"
+  assert row["killed"]["status"] == "interrupted"
+  text = result.to_text()
+  assert "nested/c: TrainingError: loss is nan" in text
+  assert len(table.show([runs], all_params=True).columns) > 40
+
+
+def test_a_live_run_shows_as_running(runs):
+  lock = records.Lock(runs / "killed")
+  lock.acquire()
+  try:
+    assert {r["run"]: r["status"] for r in table.show([runs]).rows}["killed"] == "running"
+  finally:
+    lock.release()
+
+
+def test_sort_filter_columns(runs):
+  result = table.show([runs])
+  by_lr = result.sort("optimizer.learning_rate", descending=True)
+  assert [r["run"] for r in by_lr.rows] == ["b", "killed", "nested/c", "a"]
+  assert [r["run"] for r in result.sort("test_accuracy").rows][0] == "a"
+  assert [r["run"] for r in result.filter(["test_accuracy>=0.955"]).rows] == ["b", "killed", "nested/c"]
+  assert [r["run"] for r in result.filter(["status=finished", "optimizer.learning_rate<0.05"]).rows] == ["a"]
+  assert [r["run"] for r in result.filter(["model.conv_features==[9, 16]"]).rows] == ["b"]
+  assert result.select(["run", "test_accuracy"]).to_text().splitlines()[0].split() == ["run", "test_accuracy"]
+  with pytest.raises(ValueError, match="is not FIELD OP VALUE"):
+    result.filter(["test_accuracy"])
+
+
+def test_output_formats(runs):
+  result = table.show([runs]).select(["run", "status", "test_accuracy"])
+  rows = list(csv.reader(io.StringIO(result.to_csv())))
+  assert rows[0] == ["run", "status", "test_accuracy"] and rows[1] == ["a", "finished", "0.952"]
+  md = result.to_markdown().splitlines()
+  assert md[0] == "| run | status | test_accuracy |" and md[2] == "| a | finished | 0.952 |"
+  assert json.loads(result.to_json())[1] == {"run": "b", "status": "finished", "test_accuracy": 0.96}
+
+
+def test_diff_names_fields_and_deltas(runs):
+  result = table.diff(runs / "a", runs / "b")
+  assert result["params"] == {"model.conv_features": ([8, 16], [9, 16]),
+                              "optimizer.learning_rate": (0.02, 0.1)}
+  a, b, delta = result["metrics"]["test_accuracy"]
+  assert (a, b) == (0.952, 0.96) and delta == pytest.approx(0.008)
+  assert "optimizer.learning_rate: 0.02 -> 0.1" in table.format_diff(result)
+
+
+@pytest.mark.parametrize("suffix, magic", [(".png", b"\x89PNG\r\n\x1a\n"), (".svg", b"<?xml")])
+def test_plot_writes_an_image_labelled_by_what_differs(runs, tmp_path, suffix, magic):
+  out = plot.plot_runs([runs / "a", runs / "b"], "test_accuracy", tmp_path / f"curves{suffix}")
+  assert out.read_bytes().startswith(magic)
+  if suffix == ".png":
+    import matplotlib.image
+    assert matplotlib.image.imread(out).shape[2] in (3, 4)
+  labels = plot.curve_labels([table.read_run(runs / "a"), table.read_run(runs / "b")])
+  assert labels == ["conv_features=(8, 16), learning_rate=0.02",
+                    "conv_features=(9, 16), learning_rate=0.1"]
+
+
+def test_hyper_points_and_names():
+  points = hyper.product([hyper.sweep("config.model.conv_features", [(4, 16), (9, 16)]),
+                          hyper.sweep("optimizer.learning_rate", [0.1, 0.2])])
+  assert points[1] == {"model.conv_features": (4, 16), "optimizer.learning_rate": 0.2}
+  assert len(points) == 4
+  zipped = hyper.zip([hyper.sweep("a", [1, 2]), hyper.sweep("b", [3, 4])])
+  assert zipped == [{"a": 1, "b": 3}, {"a": 2, "b": 4}]
+  assert hyper.chain(zipped, hyper.fixed("c", 5))[-1] == {"c": 5}
+  assert sweep.point_name(points[1]) == "conv_features=4-16,learning_rate=0.2"
+  assert sweep.point_name({"model.dropout_rate": 0.1, "data.dropout_rate": 0}) == \
+      "model.dropout_rate=0.1,data.dropout_rate=0"
+  with pytest.raises(ValueError, match="one length"):
+    hyper.zip([hyper.sweep("a", [1]), hyper.sweep("b", [3, 4])])
+
+
+def test_reproduce_reports_an_exact_match(tiny_config, tmp_path):
+  import cnnjax
+  tiny_config.num_epochs = 1
+  cnnjax.train_and_evaluate(tiny_config, tmp_path / "orig")
+  report = reproduce.reproduce(tmp_path / "orig", log=lambda *_: None)
+  assert report["exact"] and report["reproduction"] == str(tmp_path / "orig-repro")
+  assert {r["metric"] for r in report["rows"]} >= {"test_accuracy", "train_loss", "step"}
+  assert "exact match" in reproduce.format_report(report)
+  changed = reproduce.compare_metrics([{"a": 1.0}], [{"a": 1.5}])
+  assert changed == [{"metric": "a", "original": 1.0, "reproduced": 1.5, "max_abs_diff": 0.5,
+                      "exact": False}]
+
+
+def _experiment(tmp_path, data_dir):
+  path = tmp_path / "exp_tiny.py"
+  path.write_text(textwrap.dedent(f"""
+      from cnnjax import config as config_lib
+      from cnnjax.exp import hyper
+
+      def get_config():
+        return config_lib.load({str(ROOT / "configs" / "tiny.py")!r},
+                               {{"data.dir": {str(data_dir)!r}, "num_epochs": 1}})
+
+      def get_points():
+        good = hyper.sweep("model.conv_features", [(4, 8), (6, 8)])
+        # Too much pooling for 12x12 images only shows once data is loaded: it fails.
+        return good + hyper.sweep("model.conv_features", [(4, 8, 8, 8)])
+  """))
+  return path
+
+
+def test_sweep_skips_finished_survives_failures_and_parallel_equals_serial(tiny_data_dir, tmp_path):
+  base, points = sweep.load_experiment(_experiment(tmp_path, tiny_data_dir))
+  messages = []
+  serial = sweep.run_sweep(base, points, tmp_path / "w1", workers=1, log=messages.append)
+  status = {r["run"]: r["status"] for r in serial.rows}
+  assert status == {"conv_features=4-8": "finished", "conv_features=6-8": "finished",
+                    "conv_features=4-8-8-8": "failed"}
+  failed = {r["run"]: r for r in serial.rows}["conv_features=4-8-8-8"]
+  assert "config.model.conv_features: 4 conv blocks" in failed["error"]
+
+  messages.clear()
+  again = sweep.run_sweep(base, points, tmp_path / "w1", workers=1, log=messages.append)
+  assert "conv_features=4-8: finished, skipped" in messages
+  assert any(m.startswith("conv_features=4-8-8-8: failed before, skipped") for m in messages)
+  assert [r["test_accuracy"] for r in again.rows] == [r["test_accuracy"] for r in serial.rows]
+
+  parallel = sweep.run_sweep(base, points[:2], tmp_path / "w2", workers=2, log=lambda *_: None)
+  for name in ("conv_features=4-8", "conv_features=6-8"):
+    one = (tmp_path / "w1" / name / "metrics.jsonl").read_text().splitlines()
+    two = (tmp_path / "w2" / name / "metrics.jsonl").read_text().splitlines()
+    strip = lambda l: {k: v for k, v in json.loads(l).items() if not k.endswith("seconds")
+                       and k != "images_per_second"}
+    assert [strip(l) for l in one] == [strip(l) for l in two]
+
+  messages.clear()
+  sweep.run_sweep(base, points, tmp_path / "w1", workers=1, retry_failed=True, log=messages.append)
+  assert any("retrying; the failed attempt is in" in m for m in messages)
+  assert len(list((tmp_path / "w1" / ".failed").iterdir())) == 1
