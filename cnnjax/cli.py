@@ -78,7 +78,7 @@ def _unknown_override(args: list[str]) -> str | None:
 
 
 def _run_training(config, workdir: str, debug: bool) -> int:
-  from cnnjax.errors import CnnjaxError, TrainingError
+  from cnnjax.errors import CheckpointError, CnnjaxError, TrainingError
   from cnnjax.train.loop import EXIT_INTERRUPTED, Interrupted, train_and_evaluate
 
   try:
@@ -86,7 +86,7 @@ def _run_training(config, workdir: str, debug: bool) -> int:
   except Interrupted as e:
     print(f"cnnjax train: interrupted: {e}", file=sys.stderr)
     return EXIT_INTERRUPTED
-  except TrainingError as e:
+  except (TrainingError, CheckpointError) as e:
     return _fail(f"cnnjax train: failed: {e}", debug, code=1)
   except CnnjaxError as e:
     return _fail(f"cnnjax train: error: {e}", debug, code=2)

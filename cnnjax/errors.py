@@ -23,3 +23,7 @@ class WorkdirError(CnnjaxError):
 
 class TrainingError(CnnjaxError):
   """Training stopped on a numerical fault (NaN or infinite loss)."""
+
+
+class CheckpointError(CnnjaxError):
+  """A checkpoint could not be written or does not fit the model; earlier ones are intact."""

@@ -92,4 +92,7 @@ def load_folder(folder: Path, num_classes: int):
       raise DataError(f"{files[f'{split}_labels']}: label {labels.max()} is outside the "
                       f"{num_classes} classes of config.data.num_classes")
     arrays += [images[..., None], labels.astype(np.int32)]
+  if arrays[0].shape[1:] != arrays[2].shape[1:]:
+    raise DataError(f"{files['test_images']}: images are {arrays[2].shape[1]}x{arrays[2].shape[2]} "
+                    f"but {files['train_images']} holds {arrays[0].shape[1]}x{arrays[0].shape[2]}")
   return tuple(arrays)

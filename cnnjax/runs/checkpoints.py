@@ -1,37 +1,93 @@
-"""Orbax checkpoints of a run: the latest few in checkpoints/, the best in best/."""
+"""Orbax checkpoints of a run: the latest few in checkpoints/, the best in best/.
+
+Orbax writes each checkpoint into a temporary folder and renames it when complete, so a
+killed or failed write never replaces a good checkpoint; leftovers are cleaned up on
+the next start. Checkpoints hold arrays (tensorstore), never pickles. Saving is
+synchronous, so a failed write (full disk) is reported at the step that caused it.
+"""
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
+
+from cnnjax.errors import CheckpointError
+
+
+def _reason(error: Exception) -> str:
+  """The OS-level cause buried in a tensorstore/Orbax error, or its first line."""
+  text = str(error)
+  code = re.search(r"os_error_code='(\d+)'", text)
+  if code:
+    return os.strerror(int(code.group(1)))
+  return (text.splitlines() or [type(error).__name__])[0][:300]
+
+
+def mismatches(saved, target) -> list[str]:
+  """'path: checkpoint shape vs model shape' for every leaf that differs or is missing."""
+  def name(key) -> str:
+    for attr in ("key", "name", "idx"):
+      if hasattr(key, attr):
+        return str(getattr(key, attr))
+    return str(key)
+
+  def shapes(tree):
+    return {"/".join(name(k) for k in path): tuple(getattr(leaf, "shape", np.shape(leaf)))
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  a, b = shapes(saved), shapes(target)
+  out = [f"{k}: checkpoint {a.get(k, 'missing')} vs model {b.get(k, 'missing')}"
+         for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+  return out
 
 
 class Checkpoints:
 
   def __init__(self, workdir: Path, keep: int):
-    options = lambda n: ocp.CheckpointManagerOptions(max_to_keep=n, create=True)
-    self._latest = ocp.CheckpointManager(workdir.resolve() / "checkpoints", options=options(keep))
-    self._best = ocp.CheckpointManager(workdir.resolve() / "best", options=options(1))
+    def options(n):
+      return dict(options=ocp.CheckpointManagerOptions(
+          max_to_keep=n, create=True, enable_async_checkpointing=False,
+          cleanup_tmp_directories=True), item_handlers=ocp.StandardCheckpointHandler())
+    self.directory = workdir.resolve() / "checkpoints"
+    self._latest = ocp.CheckpointManager(self.directory, **options(keep))
+    self._best = ocp.CheckpointManager(workdir.resolve() / "best", **options(1))
 
   def latest_step(self) -> int | None:
     return self._latest.latest_step()
 
   def restore_latest(self, target):
-    """The latest checkpoint restored into the structure of `target` (or None)."""
+    """The latest checkpoint restored into the structure of `target` (or None).
+
+    A checkpoint whose arrays do not fit `target` (the model's config changed) raises
+    CheckpointError listing every mismatched parameter.
+    """
     step = self._latest.latest_step()
     if step is None:
       return None
+    saved = self._latest.item_metadata(step)
+    if saved is not None:
+      wrong = mismatches(saved, target)
+      if wrong:
+        raise CheckpointError(f"checkpoint {self.directory / str(step)} does not fit this model "
+                              f"({len(wrong)} mismatched): " + "; ".join(wrong))
     return self._latest.restore(step, args=ocp.args.StandardRestore(target))
 
   def save(self, step: int, state, best: bool) -> None:
     managers = [self._latest, self._best] if best else [self._latest]
-    for manager in managers:
-      if step in manager.all_steps():  # Left by a session killed after this point.
-        manager.delete(step)
-      manager.save(step, args=ocp.args.StandardSave(state))
+    try:
+      for manager in managers:
+        if step in manager.all_steps():  # Left by a session killed after this point.
+          manager.delete(step)
+        manager.save(step, args=ocp.args.StandardSave(state))
+    except Exception as e:  # Orbax and tensorstore raise ValueError/OSError alike.
+      raise CheckpointError(f"could not write the checkpoint of step {step} under "
+                            f"{self.directory.parent}: {_reason(e)}; the latest complete "
+                            f"checkpoint is step {self._latest.latest_step()}") from e
 
   def close(self) -> None:
-    """Waits for asynchronous writes to finish."""
     for manager in (self._latest, self._best):
       manager.wait_until_finished()
       manager.close()

@@ -7,8 +7,8 @@ ends with the same parameters and metrics as an uninterrupted run.
 """
 from __future__ import annotations
 
-import math
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,9 +19,10 @@ import numpy as np
 from cnnjax import config as config_lib
 from cnnjax import data, models
 from cnnjax.data import pipeline
-from cnnjax.errors import TrainingError
+from cnnjax.errors import TrainingError, WorkdirError
 from cnnjax.runs import records
 from cnnjax.runs.checkpoints import Checkpoints
+from cnnjax.runs.failpoints import pause_point
 from cnnjax.runs.metrics import MetricsWriter
 from cnnjax.train import parallel, steps
 from cnnjax.train.optim import create_optimizer
@@ -66,6 +67,7 @@ def evaluate(p_eval, rstate, images, labels, batch_size: int, num_devices: int) 
   for batch in pipeline.eval_batches(images, labels, per_device * num_devices):
     m = parallel.unreplicate(p_eval(rstate, pipeline.shard(batch, num_devices)))
     total = m if total is None else total.merge(m)
+    pause_point("eval")
   values = total.compute()
   return {"test_loss": float(values["loss"]), "test_accuracy": float(values["accuracy"]),
           "test_examples": int(total.accuracy.count)}
@@ -83,11 +85,14 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, Any]:
   config_lib.validate(config)
   workdir = Path(workdir)
   lock = records.Lock(workdir)
-  lock.acquire()
   try:
-    return _train(config, workdir, wall_start)
-  finally:
-    lock.release()
+    lock.acquire()
+    try:
+      return _train(config, workdir, wall_start)
+    finally:
+      lock.release()
+  except OSError as e:  # Unwritable, read-only or full: say where, not a traceback.
+    raise WorkdirError(f"cannot write run directory {workdir}: {e.strerror or e}") from e
 
 
 def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
@@ -138,9 +143,11 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
                                             config.batch_size, config.seed, epoch, step % spe):
           rstate, rmetrics = p_train(rstate, rmetrics, pipeline.shard(batch, n_dev))
           step += 1
+          pause_point("step")
           if stop.received:
-            ckpts.save(step, parallel.unreplicate({"state": rstate, "epoch_metrics": rmetrics}),
-                       best=False)
+            saved = parallel.unreplicate({"state": rstate, "epoch_metrics": rmetrics})
+            _check_finite(saved["epoch_metrics"].compute(), ckpts)
+            ckpts.save(step, saved, best=False)
             raise Interrupted(f"{stop.received} at step {step}: checkpoint saved; run the same "
                               f"command to resume")
           if config.log_every_seconds and time.time() - tick >= config.log_every_seconds:
@@ -151,16 +158,14 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
         train = parallel.unreplicate(rmetrics).compute()  # Waits for the epoch's steps.
         epoch_seconds = time.time() - epoch_start
         train_seconds += epoch_seconds
-        if not all(math.isfinite(float(v)) for v in train.values()):
-          raise TrainingError(f"train loss is {float(train['loss'])} in epoch {epoch + 1} "
-                              f"(steps {epoch * spe + 1}..{step}); stopped without saving it")
+        _check_finite(train, ckpts)
         test = evaluate(p_eval, rstate, dataset.test_images, dataset.test_labels,
                         config.data.eval_batch_size, n_dev)
         record = {
             "step": step, "epoch": epoch + 1,
             "train_loss": float(train["loss"]), "train_accuracy": float(train["accuracy"]),
             "test_loss": test["test_loss"], "test_accuracy": test["test_accuracy"],
-            "learning_rate": float(schedule(step - 1)),
+            "learning_rate": float(schedule(step - 1)), "grad_norm": float(train["grad_norm"]),
             "images_per_second": (step - epoch_start_step) * config.batch_size / epoch_seconds,
             "train_seconds": train_seconds,
             "wall_seconds": wall_before + time.time() - wall_start,
@@ -175,9 +180,11 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
         rmetrics = parallel.replicate(steps.TrainMetrics.empty(), devices)
         is_best = record["test_accuracy"] > best
         best = max(best, record["test_accuracy"])
-        if is_best or (epoch + 1) % config.checkpoint.every_epochs == 0 or epoch + 1 == config.num_epochs:
-          saved = parallel.unreplicate({"state": rstate, "epoch_metrics": rmetrics})
-          ckpts.save(step, saved, best=is_best)
+        last_epoch = epoch + 1 == config.num_epochs
+        if is_best or (epoch + 1) % config.checkpoint.every_epochs == 0 or last_epoch:
+          ckpts.save(step, parallel.unreplicate({"state": rstate, "epoch_metrics": rmetrics}),
+                     best=is_best)
+          pause_point("checkpoint")
     status = "finished"
   except Interrupted as e:
     status, error = "interrupted", str(e)
@@ -188,12 +195,24 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
   finally:
     ckpts.close()
     log.close()
-    summary.update(_summary_metrics(log.records, config.batch_size), status=status, ended=records.now(),
-                   wall_seconds=wall_before + time.time() - wall_start)
+    summary.update(_summary_metrics(log.records, config.batch_size), status=status,
+                   ended=records.now(), wall_seconds=wall_before + time.time() - wall_start)
     if error:
       summary["error"] = error
-    records.write_json(workdir / "summary.json", summary)
+    try:
+      records.write_json(workdir / "summary.json", summary)
+    except OSError as e:  # E.g. the disk filled up: keep the original error in view.
+      print(f"cnnjax: could not write {workdir / 'summary.json'}: {e}", file=sys.stderr)
   return summary
+
+
+def _check_finite(train_metrics: dict, ckpts: Checkpoints) -> None:
+  """Stops the run at the first NaN/infinite loss or gradient, saving nothing of it."""
+  bad_step = int(train_metrics["nonfinite_step"])
+  if bad_step >= 0:
+    raise TrainingError(f"loss or gradient became NaN or infinite at step {bad_step}; "
+                        f"stopped without saving it (last good checkpoint: step "
+                        f"{ckpts.latest_step()})")
 
 
 def _summary_metrics(history: list[dict], batch_size: int) -> dict[str, Any]:

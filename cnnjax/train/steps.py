@@ -18,9 +18,31 @@ from cnnjax.models.layers import example_keys
 
 
 @struct.dataclass
+class FirstNonfiniteStep(clu_metrics.Metric):
+  """The first step (1-based) whose loss or gradient was NaN or infinite; -1 if none."""
+  step: jnp.ndarray
+
+  @classmethod
+  def empty(cls):
+    return cls(step=jnp.array(-1, jnp.int32))
+
+  @classmethod
+  def from_model_output(cls, nonfinite_step, **_):
+    return cls(step=jnp.asarray(nonfinite_step, jnp.int32))
+
+  def merge(self, other):
+    return type(self)(step=jnp.where(self.step >= 0, self.step, other.step))
+
+  def compute(self):
+    return self.step
+
+
+@struct.dataclass
 class TrainMetrics(clu_metrics.Collection):
   loss: clu_metrics.Average.from_output("loss")
   accuracy: clu_metrics.Accuracy
+  grad_norm: clu_metrics.Average.from_output("grad_norm")
+  nonfinite_step: FirstNonfiniteStep
 
 
 @struct.dataclass
@@ -59,9 +81,12 @@ def train_step(state, batch, *, num_classes: int, label_smoothing: float, mean: 
     grads = jax.lax.pmean(grads, axis_name)
   new_state = state.apply_gradients(grads=grads,
                                     batch_stats=updates.get("batch_stats", state.batch_stats))
-  step_metrics = TrainMetrics.gather_from_model_output(
-      axis_name=axis_name, loss=losses, logits=logits, labels=labels) if axis_name else \
-      TrainMetrics.single_from_model_output(loss=losses, logits=logits, labels=labels)
+  grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+  finite = jnp.isfinite(losses.mean()) & jnp.isfinite(grad_norm)
+  outputs = dict(loss=losses, logits=logits, labels=labels, grad_norm=grad_norm[None],
+                 nonfinite_step=jnp.where(finite, -1, state.step + 1))
+  step_metrics = TrainMetrics.gather_from_model_output(axis_name=axis_name, **outputs) \
+      if axis_name else TrainMetrics.single_from_model_output(**outputs)
   return new_state, step_metrics
 
 
