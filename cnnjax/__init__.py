@@ -22,10 +22,16 @@ def sweep(base_config, points, root, workers=1, retry_failed=False):
   return run_sweep(base_config, points, root, workers=workers, retry_failed=retry_failed)
 
 
+def load_run(path, checkpoint="best"):
+  """A trained run's config, model and parameters; `.predict(images)` gives probabilities."""
+  from cnnjax.runs.loaded import load_run as load
+  return load(path, checkpoint)
+
+
 def show(*roots, all_params=False):
   """The `cnnjax exp show` table of every run under `roots` (default runs/)."""
   from cnnjax.exp.table import show as show_table
   return show_table(roots or ["runs"], all_params=all_params)
 
 
-__all__ = ["base_config", "load_config", "validate_config", "train_and_evaluate", "sweep", "show"]
+__all__ = ["base_config", "load_config", "validate_config", "train_and_evaluate", "sweep", "show", "load_run"]

@@ -114,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
   if args[0] == "train":
     return _train(args[1:])
-  if args[0] in ("exp", "sweep"):
-    from cnnjax import exp_cli
-    return exp_cli.main(args)
+  if args[0] in ("exp", "sweep", "viz", "predict", "eval"):
+    from cnnjax import commands
+    return commands.main(args)
   print(f"cnnjax: unknown command {args[0]!r}\n\n{USAGE}", file=sys.stderr)
   return 2
 

@@ -37,8 +37,10 @@ class CNN(nn.Module):
         x = nn.BatchNorm(use_running_average=not train, momentum=self.batch_norm_momentum,
                          axis_name=self.axis_name, name=f"bn{i}")(x)
       x = nn.relu(x)
+      self.sow("features", f"relu{i}", x)  # Kept only when "features" is mutable (viz).
       if self.pool_size > 1:
         x = max_pool(x, self.pool_size)
+        self.sow("features", f"pool{i}", x)
     x = x.reshape((x.shape[0], -1))
     for i, features in enumerate(self.dense_features):
       x = Dropout(self.dropout_rate, self.axis_name)(x, deterministic=not train)

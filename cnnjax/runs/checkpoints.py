@@ -75,6 +75,14 @@ class Checkpoints:
                               f"({len(wrong)} mismatched): " + "; ".join(wrong))
     return self._latest.restore(step, args=ocp.args.StandardRestore(target))
 
+  def restore_arrays(self, which: str = "best") -> tuple[int, dict]:
+    """(step, nested dict of numpy arrays) of the best or latest checkpoint, no target."""
+    manager = self._best if which == "best" else self._latest
+    step = manager.latest_step()
+    if step is None:
+      raise CheckpointError(f"no {which} checkpoint under {self.directory.parent}")
+    return step, manager.restore(step, args=ocp.args.StandardRestore())
+
   def save(self, step: int, state, best: bool) -> None:
     managers = [self._latest, self._best] if best else [self._latest]
     try:

@@ -126,7 +126,8 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
   if step:
     print(f"resuming {workdir} at step {step}/{total_steps}", flush=True)
   summary = {"status": "running", "params": models.param_count(state.params),
-             "steps_per_epoch": spe, "total_steps": total_steps}
+             "steps_per_epoch": spe, "total_steps": total_steps,
+             "input_shape": list(dataset.input_shape), "num_classes": dataset.num_classes}
   records.write_json(workdir / "summary.json", {**summary, **_summary_metrics(log.records, config.batch_size)})
 
   status, error = "failed", None

@@ -1,4 +1,4 @@
-"""The `cnnjax exp ...` and `cnnjax sweep ...` commands: argument parsing only."""
+"""The `cnnjax` commands besides `train` (exp, sweep, viz, predict, eval): parsing only."""
 from __future__ import annotations
 
 import argparse
@@ -60,6 +60,29 @@ def _parser() -> argparse.ArgumentParser:
   repro.add_argument("--set", action="append", metavar="FIELD=VALUE",
                      help="override a field, e.g. data.dir=/data/mnist (changes the run)")
 
+  viz = commands.add_parser("viz", help="PNGs of a trained run: filters, feature maps, "
+                            "confusion matrix, mistakes, learning curves")
+  viz.add_argument("run")
+  viz.add_argument("-o", "--output", help="folder for the PNGs (default RUN/viz)")
+  source = viz.add_mutually_exclusive_group()
+  source.add_argument("--index", type=int, default=0, help="test example for the feature maps")
+  source.add_argument("--image", help="an image file for the feature maps instead")
+
+  predict = commands.add_parser("predict", help="classify image files (PNG, JPEG, .npy)")
+  predict.add_argument("run")
+  predict.add_argument("images", nargs="+")
+  predict.add_argument("--top-k", type=int, default=3)
+  predict.add_argument("--json", action="store_true")
+
+  evaluate = commands.add_parser("eval", help="evaluate a run's checkpoint on a data set; "
+                                 "--config.data.dir=DIR (or any data field) picks another")
+  evaluate.add_argument("run")
+  for command in (viz, predict, evaluate):
+    command.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+  for command in (viz, predict):
+    command.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
+                         help="dark-on-light images are inverted to MNIST's light on dark")
+
   sweep = commands.add_parser("sweep", help="train every point of an experiment file")
   sweep.add_argument("experiment")
   sweep.add_argument("--root", help="default: runs/<experiment name>")
@@ -83,7 +106,26 @@ def _show(args) -> int:
   return 0
 
 
-def _run(args) -> int:
+def _run(args, extra) -> int:
+  if args.command == "viz":
+    from cnnjax.viz.report import visualize
+    for path in visualize(args.run, args.output, args.index, args.image, args.checkpoint,
+                          args.invert):
+      print(path)
+    return 0
+  if args.command == "predict":
+    from cnnjax.viz.report import predict_files
+    results = predict_files(args.run, args.images, args.top_k, args.invert, args.checkpoint)
+    if args.json:
+      print(json.dumps(results, indent=2))
+    for r in [] if args.json else results:
+      print(f"{r['file']}: " + "  ".join(f"{t['class']} ({t['probability']:.1%})" for t in r["top"]))
+    return 0
+  if args.command == "eval":
+    from cnnjax.viz.report import evaluate_on, format_eval
+    overrides = _overrides([a[len("--config."):] for a in extra])
+    print(format_eval(evaluate_on(args.run, overrides, args.checkpoint)))
+    return 0
   if args.command == "sweep":
     from cnnjax.exp import sweep
     base, points = sweep.load_experiment(args.experiment)
@@ -115,9 +157,12 @@ def _run(args) -> int:
 
 
 def main(argv) -> int:
-  args = _parser().parse_args(argv)
+  parser = _parser()
+  args, extra = parser.parse_known_args(argv)
+  if extra and (args.command != "eval" or not all(a.startswith("--config.") for a in extra)):
+    parser.error(f"unrecognized arguments: {' '.join(extra)}")
   try:
-    return _run(args)
-  except (CnnjaxError, ValueError, FileNotFoundError) as e:
+    return _run(args, extra)
+  except (CnnjaxError, ValueError, FileNotFoundError, KeyError) as e:
     print(f"cnnjax {args.command}: error: {e}", file=sys.stderr)
     return 2

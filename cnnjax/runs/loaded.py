@@ -1,0 +1,86 @@
+"""A trained run in one call: its config, model and parameters, ready to predict.
+
+    run = cnnjax.load_run("runs/talk")          # best checkpoint; checkpoint="latest"
+    probabilities = run.predict(images)          # uint8 (N, 28, 28, 1) -> (N, classes)
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cnnjax import config as config_lib
+from cnnjax import models
+from cnnjax.data import transforms
+from cnnjax.errors import CheckpointError
+from cnnjax.runs.checkpoints import Checkpoints, mismatches
+from cnnjax.runs.reader import read_run
+
+
+@dataclasses.dataclass
+class LoadedRun:
+  path: Path
+  config: Any  # ml_collections.ConfigDict
+  model: Any  # flax.linen.Module
+  variables: dict  # {"params": ..., "batch_stats": ...}
+  input_shape: tuple[int, ...]
+  num_classes: int
+  step: int
+
+  @functools.cached_property
+  def _forward(self):
+    mean, std = self.config.data.mean, self.config.data.std
+    return jax.jit(lambda v, x: self.model.apply(v, transforms.standardize(x, mean, std)))
+
+  def logits(self, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """Logits of raw-pixel images (uint8, the training data's shape), in batches."""
+    images = np.asarray(images)
+    if images.shape[1:] != self.input_shape:
+      raise ValueError(f"images of shape {images.shape[1:]} do not fit the model's input "
+                       f"{self.input_shape}")
+    out = []
+    for start in range(0, len(images), batch_size):
+      chunk = images[start:start + batch_size]
+      pad = batch_size - len(chunk) if len(images) > batch_size else 0  # One compiled shape.
+      padded = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)]) if pad else chunk
+      out.append(np.asarray(self._forward(self.variables, padded))[:len(chunk)])
+    return np.concatenate(out)
+
+  def predict(self, images: np.ndarray) -> np.ndarray:
+    """Class probabilities, (N, num_classes)."""
+    return np.asarray(jax.nn.softmax(self.logits(images), axis=-1))
+
+  def features(self, image: np.ndarray) -> dict[str, np.ndarray]:
+    """Feature maps of one image after every conv block's ReLU and every pooling."""
+    x = transforms.standardize(jnp.asarray(image)[None], self.config.data.mean, self.config.data.std)
+    _, state = self.model.apply(self.variables, x, mutable=["features"])
+    return {k: np.asarray(v[0][0]) for k, v in state.get("features", {}).items()}
+
+
+def load_run(path: str | Path, checkpoint: str = "best") -> LoadedRun:
+  """Loads a run directory's config, model and the `best` or `latest` parameters."""
+  record = read_run(Path(path))
+  if not record.config:
+    raise FileNotFoundError(f"{path} holds no config.json: not a run directory")
+  if "input_shape" not in record.summary:
+    raise CheckpointError(f"{path}/summary.json does not record the input shape; "
+                          f"train the run with this version of cnnjax")
+  config = config_lib.from_dict(record.config)
+  input_shape = tuple(record.summary["input_shape"])
+  num_classes = int(record.summary["num_classes"])
+  model = models.build(config.model, num_classes, input_shape)
+  expected = model.init(jax.random.key(0), jnp.zeros((1, *input_shape)))
+  expected = {k: v for k, v in expected.items() if k in ("params", "batch_stats")}
+  step, arrays = Checkpoints(Path(path), config.checkpoint.keep).restore_arrays(checkpoint)
+  variables = {k: arrays["state"][k] for k in expected}
+  wrong = mismatches(variables, expected)
+  if wrong:
+    raise CheckpointError(f"the {checkpoint} checkpoint of {path} does not fit its config's "
+                          f"model: " + "; ".join(wrong))
+  variables = jax.tree.map(jnp.asarray, variables)
+  return LoadedRun(Path(path), config, model, variables, input_shape, num_classes, step)

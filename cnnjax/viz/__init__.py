@@ -1,0 +1,1 @@
+"""Looking inside trained runs and using them: images, plots, evaluation."""
