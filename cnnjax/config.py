@@ -11,12 +11,13 @@ import math
 from typing import Any
 
 import ml_collections
+from ml_collections import config_dict
 
 from cnnjax.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
-DATA_SOURCES = ("idx", "tfds")
+DATA_SOURCES = ("idx", "tfds", "ucr", "npz", "synthetic")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -29,22 +30,35 @@ def base_config() -> ml_collections.ConfigDict:
   c.label_smoothing = 0.0
 
   c.data = ml_collections.ConfigDict()
-  c.data.source = "idx"  # "idx": folder of the four IDX files; "tfds": prepared TFDS set.
-  c.data.name = "mnist"  # TFDS name; for "idx", the cache folder and checksums to use.
-  c.data.dir = ""  # IDX folder or TFDS data_dir; "" = $CNNJAX_DATA_DIR, then the cache.
+  c.data.source = "idx"  # One of DATA_SOURCES (see cnnjax/data/__init__.py).
+  c.data.name = "mnist"  # IDX cache folder / TFDS name / UCR set / .npz file stem.
+  c.data.dir = ""  # Where the data lies; "" = $CNNJAX_DATA_DIR, then (IDX) the cache.
   c.data.download = True  # Fetch known IDX files into the cache when found nowhere.
   c.data.train_examples = 0  # Use the first N training examples; 0 = all.
-  c.data.num_classes = 10
-  c.data.mean = 0.1307  # Pixel standardisation after scaling to [0, 1].
+  c.data.num_classes = 10  # 0 = as many as the data has.
+  c.data.mean = 0.1307  # Standardisation, after uint8 pixels are scaled to [0, 1].
   c.data.std = 0.3081
+  c.data.znorm = False  # Time series: z-normalise each series and channel.
+  c.data.unequal_length = "pad"  # Time series of unequal length: "pad" (+ mask channel) or "resample".
+  c.data.series_length = 0  # Length to pad or resample to; 0 = the longest series.
+  c.data.synthetic = ml_collections.ConfigDict()  # The "synthetic" source: noisy 3-D shapes.
+  c.data.synthetic.train = 600
+  c.data.synthetic.test = 300
+  c.data.synthetic.size = 16  # Volumes of size^3 voxels.
+  c.data.synthetic.noise = 0.35  # Gaussian noise, relative to the shapes' intensity.
+  c.data.synthetic.seed = 0  # The data set's own seed (config.seed does not change it).
   c.data.augment_shift = 0  # Random translation by up to this many pixels; 0 = off.
   c.data.eval_batch_size = 1000  # Global; the last batch is padded and masked.
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "cnn"  # Module in cnnjax/models/.
   c.model.conv_features = (8, 16)  # One conv block per entry: conv, [BN], ReLU, pool.
-  c.model.kernel_size = 3
-  c.model.pool_size = 2  # Max pooling window and stride; 1 = no pooling.
+  # Sizes are one number for every spatial axis or a tuple per axis (1-D, 2-D, 3-D).
+  c.model.kernel_size = config_dict.FieldReference(3, field_type=object)
+  c.model.kernel_sizes = ()  # One kernel size per conv block; () = kernel_size for all.
+  c.model.padding = config_dict.FieldReference("SAME", field_type=object)  # Or "VALID", n.
+  c.model.pool_size = config_dict.FieldReference(2, field_type=object)  # Max pool window = stride; 1 = none.
+  c.model.head = "flatten"  # "flatten" or "global_avg" (global average pooling).
   c.model.dense_features = ()  # Hidden dense layers before the classifier.
   c.model.batch_norm = False
   c.model.batch_norm_momentum = 0.9  # Decay of BatchNorm's running statistics.
@@ -61,6 +75,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.grad_clip_norm = 0.0  # Clip gradients to this global norm; 0 = off.
   c.optimizer.schedule = "constant"  # One of SCHEDULES.
   c.optimizer.warmup_epochs = 0.0  # Linear warmup (constant, cosine); fraction for onecycle.
+
+  c.eval_every_epochs = 1  # Evaluate and write a metrics line every N epochs (and the last).
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_epochs = 1
@@ -132,7 +148,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config, "data.source", DATA_SOURCES)
   _check(bool(d.name), "data.name", "must name a data set, e.g. 'mnist'")
   _check(d.train_examples >= 0, "data.train_examples", "must be >= 0 (0 = all)")
-  _check(d.num_classes >= 2, "data.num_classes", "must be >= 2")
+  _check(d.num_classes == 0 or d.num_classes >= 2, "data.num_classes", "must be >= 2 (0 = from the data)")
+  _choice(config, "data.unequal_length", ("pad", "resample"))
+  _check(d.series_length >= 0, "data.series_length", "must be >= 0 (0 = the longest)")
   _check(d.std > 0 and math.isfinite(d.std), "data.std", "must be a positive number")
   _check(d.augment_shift >= 0, "data.augment_shift", "must be >= 0 (0 = off)")
   _check(d.eval_batch_size >= 1, "data.eval_batch_size", "must be >= 1")
@@ -158,6 +176,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(o.warmup_epochs < config.num_epochs, "optimizer.warmup_epochs",
            f"must be shorter than config.num_epochs={config.num_epochs}")
 
+  _check(config.eval_every_epochs >= 1, "eval_every_epochs", "must be >= 1")
   _check(config.checkpoint.every_epochs >= 1, "checkpoint.every_epochs", "must be >= 1")
   _check(config.checkpoint.keep >= 1, "checkpoint.keep", "must be >= 1")
   _check(config.log_every_seconds >= 0, "log_every_seconds", "must be >= 0")

@@ -47,7 +47,7 @@ def test_wrong_type_override_names_the_field():
     ("optimizer.learning_rate", -0.1, r"config\.optimizer\.learning_rate: must be a positive"),
     ("optimizer.name", "adagrad", r"config\.optimizer\.name: 'adagrad' is not one of 'sgd'"),
     ("optimizer.schedule", "step", r"config\.optimizer\.schedule: 'step' is not one of"),
-    ("model.name", "resnet", r"config\.model\.name: 'resnet' is not one of 'cnn', 'mlp'"),
+    ("model.name", "vgg", r"config\.model\.name: 'vgg' is not one of 'cnn', 'mlp', 'resnet'"),
     ("model.dropout_rate", 1.0, r"config\.model\.dropout_rate: must be in \[0, 1\)"),
     ("model.conv_features", (8, 0), r"config\.model\.conv_features: needs one or more positive"),
     ("data.source", "csv", r"config\.data\.source: 'csv' is not one of 'idx', 'tfds'"),

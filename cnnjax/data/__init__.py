@@ -1,4 +1,11 @@
-"""Data sets by `config.data.source`: a folder of IDX files, or a prepared TFDS set."""
+"""Data sets by `config.data.source`:
+
+  idx        a folder of the four IDX files (MNIST and its relatives), 2-D images
+  tfds       a prepared TensorFlow Datasets set, read without TensorFlow
+  ucr        a UCR/UEA time-series set in `.ts` files (1-D)
+  npz        a MedMNIST-3D style `.npz` file of volumes (3-D)
+  synthetic  SYNTHETIC noisy 3-D shapes generated from a seed, for tests and demos
+"""
 from __future__ import annotations
 
 import os
@@ -39,17 +46,52 @@ def _idx_folder(data_config) -> Path:
   raise DataError(f"{name} IDX files not found: looked in {', '.join(looked)} ({origin}). {hint}")
 
 
+def _root(data_config) -> Path:
+  """config.data.dir, else $CNNJAX_DATA_DIR (for sources without a download)."""
+  root = data_config.dir or os.environ.get(ENV_DATA_DIR)
+  if not root:
+    raise DataError(f"no folder for {data_config.source} data set {data_config.name!r}: set "
+                    f"--config.data.dir=DIR or {ENV_DATA_DIR}=DIR")
+  return Path(root)
+
+
 def load(data_config) -> Dataset:
   """The data set `data_config` names, in memory, cut to config.data.train_examples."""
-  if data_config.source == "tfds":
+  d = data_config
+  class_names = None
+  if d.source == "tfds":
     from cnnjax.data import tfds
-    arrays = tfds.load(data_config.name, data_config.dir or None, data_config.num_classes)
-    location = f"tfds:{data_config.name}@{data_config.dir or 'default data_dir'}"
+    arrays = tfds.load(d.name, d.dir or None, d.num_classes)
+    location = f"tfds:{d.name}@{d.dir or 'default data_dir'}"
+  elif d.source == "ucr":
+    from cnnjax.data import ucr
+    root = _root(d)
+    *arrays, class_names = ucr.load(root, d.name, d.num_classes, d.unequal_length,
+                                    d.series_length, d.znorm)
+    location = str(ucr.find(root, d.name)[0].parent.resolve())
+  elif d.source == "npz":
+    from cnnjax.data import volumes
+    root = _root(d)
+    path = root if root.suffix == ".npz" else root / f"{d.name}.npz"
+    arrays = volumes.load_npz(path)
+    location = str(path.resolve())
+  elif d.source == "synthetic":
+    from cnnjax.data import volumes
+    s = d.synthetic
+    arrays = (*volumes.synthetic_volumes(s.train, s.size, s.noise, s.seed),
+              *volumes.synthetic_volumes(s.test, s.size, s.noise, s.seed + 1))
+    class_names, location = volumes.SHAPES, f"synthetic:volumes(seed={s.seed})"
   else:
-    folder = _idx_folder(data_config)
-    arrays = idx.load_folder(folder, data_config.num_classes)
+    folder = _idx_folder(d)
+    arrays = idx.load_folder(folder, d.num_classes)
     location = str(folder.resolve())
-  dataset = Dataset(*arrays, num_classes=data_config.num_classes, location=location)
+  found = int(max(arrays[1].max(), arrays[3].max())) + 1
+  num_classes = d.num_classes or (len(class_names) if class_names else found)
+  if found > num_classes:
+    raise DataError(f"{location}: label {found - 1} is outside the {num_classes} classes of "
+                    f"config.data.num_classes")
+  dataset = Dataset(*arrays, num_classes=num_classes, location=location,
+                    class_names=tuple(class_names or ()))
   if data_config.train_examples > len(dataset.train_labels):
     raise DataError(f"config.data.train_examples={data_config.train_examples} but {location} "
                     f"holds {len(dataset.train_labels)} training examples")

@@ -14,12 +14,13 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-  train_images: np.ndarray  # (N, *spatial, C) uint8
+  train_images: np.ndarray  # (N, *spatial, C): uint8 pixels, or float32 (time series)
   train_labels: np.ndarray  # (N,) int32
   test_images: np.ndarray
   test_labels: np.ndarray
   num_classes: int
   location: str  # Where it was read from, for the run record.
+  class_names: tuple[str, ...] = ()  # Label of each class number, where the data names them.
 
   @property
   def input_shape(self) -> tuple[int, ...]:

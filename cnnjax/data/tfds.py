@@ -40,7 +40,7 @@ def load(name: str, data_dir: str | None, num_classes: int):
   """(train_images, train_labels, test_images, test_labels) of a prepared TFDS set."""
   arrays = _read_split(name, "train", data_dir) + _read_split(name, "test", data_dir)
   for labels, split in ((arrays[1], "train"), (arrays[3], "test")):
-    if labels.min() < 0 or labels.max() >= num_classes:
+    if labels.min() < 0 or (num_classes and labels.max() >= num_classes):
       raise DataError(f"TFDS data set {name!r} split {split!r}: labels span "
                       f"{labels.min()}..{labels.max()}, outside config.data.num_classes={num_classes}")
   return arrays

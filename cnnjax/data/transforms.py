@@ -6,8 +6,11 @@ import jax.numpy as jnp
 
 
 def standardize(images: jax.Array, mean: float, std: float) -> jax.Array:
-  """uint8 pixels -> float32, scaled to [0, 1], then standardised."""
-  return (images.astype(jnp.float32) / 255.0 - mean) / std
+  """uint8 pixels are scaled to [0, 1]; then (x - mean) / std, as float32."""
+  x = images.astype(jnp.float32)
+  if images.dtype == jnp.uint8:
+    x = x / 255.0
+  return (x - mean) / std
 
 
 def random_shift(images: jax.Array, keys: jax.Array, max_shift: int) -> jax.Array:

@@ -1,13 +1,15 @@
-"""Convolutional networks of any spatial rank: conv blocks, then dense layers.
+"""Convolutional networks of any spatial rank (1-D series, 2-D images, 3-D volumes).
 
-The talk's CNN is `conv_features=(8, 16)`, kernel 3, pool 2, no hidden dense layer;
-the default MNIST model adds BatchNorm, a hidden dense layer and dropout. Widths and
-depth come from the config only: Flax infers every input size, so 8 -> 9 channels or
-a third block is a config change.
+Conv blocks (conv, [BatchNorm], ReLU, max pool), then a head (flatten, or global
+average pooling) with dense layers. The talk's CNN is `conv_features=(8, 16)`, kernel 3,
+pool 2, flatten; the FCN of Wang et al. (2017) for time series is `conv_features=(128,
+256, 128)`, `kernel_sizes=(8, 5, 3)`, BatchNorm, no pooling, global average pooling.
+Sizes come from the config only and Flax infers every input size, so 8 -> 9 channels
+or another block is a config change. The rank comes from the data.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 from flax import linen as nn
@@ -16,12 +18,24 @@ from cnnjax.errors import ConfigError
 from cnnjax.models.layers import Dropout, max_pool
 
 
+def per_axis(value, rank: int, field: str) -> tuple[int, ...]:
+  """One number for every spatial axis, or one per axis."""
+  if isinstance(value, int):
+    return (value,) * rank
+  value = tuple(value)
+  if len(value) != rank:
+    raise ConfigError(field, f"{value} gives {len(value)} sizes for {rank}-D data")
+  return value
+
+
 class CNN(nn.Module):
   num_classes: int
   conv_features: Sequence[int]
-  kernel_size: int = 3
-  pool_size: int = 2
+  kernel_sizes: Sequence[Any] = (3,)  # Per block: an int or a tuple per axis.
+  pool_size: Any = 2
+  padding: Any = "SAME"
   dense_features: Sequence[int] = ()
+  head: str = "flatten"
   batch_norm: bool = False
   batch_norm_momentum: float = 0.9
   dropout_rate: float = 0.0
@@ -30,18 +44,20 @@ class CNN(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     rank = x.ndim - 2
-    for i, features in enumerate(self.conv_features):
-      x = nn.Conv(features, (self.kernel_size,) * rank, padding="SAME",
+    pool = per_axis(self.pool_size, rank, "model.pool_size")
+    padding = self.padding if isinstance(self.padding, str) else per_axis(self.padding, rank, "model.padding")
+    for i, (features, kernel) in enumerate(zip(self.conv_features, self.kernel_sizes)):
+      x = nn.Conv(features, per_axis(kernel, rank, "model.kernel_size"), padding=padding,
                   use_bias=not self.batch_norm, name=f"conv{i}")(x)
       if self.batch_norm:
         x = nn.BatchNorm(use_running_average=not train, momentum=self.batch_norm_momentum,
                          axis_name=self.axis_name, name=f"bn{i}")(x)
       x = nn.relu(x)
       self.sow("features", f"relu{i}", x)  # Kept only when "features" is mutable (viz).
-      if self.pool_size > 1:
-        x = max_pool(x, self.pool_size)
+      if max(pool) > 1:
+        x = max_pool(x, pool)
         self.sow("features", f"pool{i}", x)
-    x = x.reshape((x.shape[0], -1))
+    x = x.mean(axis=tuple(range(1, rank + 1))) if self.head == "global_avg" else x.reshape((x.shape[0], -1))
     for i, features in enumerate(self.dense_features):
       x = Dropout(self.dropout_rate, self.axis_name)(x, deterministic=not train)
       x = nn.relu(nn.Dense(features, name=f"dense{i}")(x))
@@ -49,13 +65,25 @@ class CNN(nn.Module):
     return nn.Dense(self.num_classes, name="classifier")(x)
 
 
+def _sizes(value) -> list[int]:
+  return [value] if isinstance(value, int) else list(value)
+
+
 def validate_config(c) -> None:
   if not c.conv_features or any(f < 1 for f in c.conv_features):
     raise ConfigError("model.conv_features", f"needs one or more positive widths, got {tuple(c.conv_features)}")
-  if c.kernel_size < 1:
-    raise ConfigError("model.kernel_size", f"must be >= 1, got {c.kernel_size}")
-  if c.pool_size < 1:
-    raise ConfigError("model.pool_size", f"must be >= 1 (1 = no pooling), got {c.pool_size}")
+  if c.kernel_sizes and len(c.kernel_sizes) != len(c.conv_features):
+    raise ConfigError("model.kernel_sizes", f"gives {len(c.kernel_sizes)} sizes for "
+                      f"{len(c.conv_features)} conv blocks (config.model.conv_features)")
+  for field, values in (("model.kernel_size", _sizes(c.kernel_size)),
+                        ("model.kernel_sizes", [k for ks in c.kernel_sizes for k in _sizes(ks)]),
+                        ("model.pool_size", _sizes(c.pool_size))):
+    if any(not isinstance(v, int) or v < 1 for v in values):
+      raise ConfigError(field, f"sizes must be positive integers, got {values}")
+  if not (c.padding in ("SAME", "VALID") or all(isinstance(p, int) and p >= 0 for p in _sizes(c.padding))):
+    raise ConfigError("model.padding", f"must be 'SAME', 'VALID' or sizes >= 0, got {c.padding!r}")
+  if c.head not in ("flatten", "global_avg"):
+    raise ConfigError("model.head", f"{c.head!r} is not one of 'flatten', 'global_avg'")
   if any(f < 1 for f in c.dense_features):
     raise ConfigError("model.dense_features", f"widths must be positive, got {tuple(c.dense_features)}")
   if not 0.0 <= c.dropout_rate < 1.0:
@@ -64,25 +92,39 @@ def validate_config(c) -> None:
     raise ConfigError("model.batch_norm_momentum", f"must be in [0, 1), got {c.batch_norm_momentum}")
 
 
+def _kernels(c) -> tuple:
+  return tuple(c.kernel_sizes) if c.kernel_sizes else (c.kernel_size,) * len(c.conv_features)
+
+
 def check_input(c, input_shape: Sequence[int]) -> None:
-  """Fails, naming the field, when the blocks pool a feature map below one pixel."""
+  """Fails, naming the field, when convs or pooling shrink a feature map below one cell."""
   spatial = tuple(input_shape[:-1])
+  rank = len(spatial)
+  pool = per_axis(c.pool_size, rank, "model.pool_size")
   size = spatial
-  blocks = len(c.conv_features)
-  for block in range(blocks):
-    if c.pool_size > 1 and min(size) < c.pool_size:
-      shape = "x".join(map(str, size))
+  text = lambda s: "x".join(map(str, s))
+  for block, kernel in enumerate(_kernels(c)):
+    field = "model.kernel_sizes" if c.kernel_sizes else "model.kernel_size"
+    k = per_axis(kernel, rank, field)
+    if c.padding == "VALID" or not isinstance(c.padding, str):
+      pad = (0,) * rank if c.padding == "VALID" else per_axis(c.padding, rank, "model.padding")
+      size = tuple(s + 2 * p - kk + 1 for s, p, kk in zip(size, pad, k))
+      if min(size) < 1:
+        raise ConfigError(field, f"block {block + 1}'s kernel {text(k)} with padding "
+                          f"{c.padding!r} does not fit the feature map left from the "
+                          f"{text(spatial)} input")
+    if max(pool) > 1 and any(s < p for s, p in zip(size, pool)):
       raise ConfigError(
           "model.conv_features",
-          f"{blocks} conv blocks pooling by config.model.pool_size={c.pool_size} need a larger "
-          f"input: block {block + 1} gets a {shape} feature map from the "
-          f"{'x'.join(map(str, spatial))} input; use fewer blocks or a smaller pool_size")
-    size = tuple(s // c.pool_size for s in size)
+          f"{len(c.conv_features)} conv blocks pooling by config.model.pool_size={c.pool_size} "
+          f"need a larger input: block {block + 1} gets a {text(size)} feature map from the "
+          f"{text(spatial)} input; use fewer blocks or a smaller pool_size")
+    size = tuple(s // p for s, p in zip(size, pool))
 
 
 def build(c, num_classes: int, axis_name: str | None = None) -> CNN:
   return CNN(num_classes=num_classes, conv_features=tuple(c.conv_features),
-             kernel_size=c.kernel_size, pool_size=c.pool_size,
-             dense_features=tuple(c.dense_features), batch_norm=c.batch_norm,
+             kernel_sizes=_kernels(c), pool_size=c.pool_size, padding=c.padding,
+             dense_features=tuple(c.dense_features), head=c.head, batch_norm=c.batch_norm,
              batch_norm_momentum=c.batch_norm_momentum, dropout_rate=c.dropout_rate,
              axis_name=axis_name)

@@ -6,19 +6,21 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 
-def max_pool(x: jax.Array, window: int) -> jax.Array:
-  """Non-overlapping max pooling over every spatial axis of (N, *spatial, C).
+def max_pool(x: jax.Array, window) -> jax.Array:
+  """Non-overlapping max pooling over the spatial axes of (N, *spatial, C); `window` is
+  one size for every axis or one per axis.
 
-  Same result as `nn.max_pool(x, (w,)*r, strides=(w,)*r, padding='VALID')` (a trailing
+  Same result as `nn.max_pool(x, window, strides=window, padding='VALID')` (a trailing
   remainder is dropped), written as reshape + max because XLA's CPU backend runs
   `reduce_window` and its gradient several times slower than this.
   """
   spatial = x.shape[1:-1]
-  kept = tuple(s // window * window for s in spatial)
+  windows = (window,) * len(spatial) if isinstance(window, int) else tuple(window)
+  kept = tuple(s // w * w for s, w in zip(spatial, windows))
   x = x[(slice(None),) + tuple(slice(0, k) for k in kept)]
   split = [x.shape[0]]
-  for k in kept:
-    split += [k // window, window]
+  for k, w in zip(kept, windows):
+    split += [k // w, w]
   x = x.reshape(split + [x.shape[-1]])
   return x.max(axis=tuple(range(2, 2 * len(spatial) + 1, 2)))
 

@@ -127,7 +127,8 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
     print(f"resuming {workdir} at step {step}/{total_steps}", flush=True)
   summary = {"status": "running", "params": models.param_count(state.params),
              "steps_per_epoch": spe, "total_steps": total_steps,
-             "input_shape": list(dataset.input_shape), "num_classes": dataset.num_classes}
+             "input_shape": list(dataset.input_shape), "num_classes": dataset.num_classes,
+             "class_names": list(dataset.class_names)}
   records.write_json(workdir / "summary.json", {**summary, **_summary_metrics(log.records, config.batch_size)})
 
   status, error = "failed", None
@@ -156,6 +157,11 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
             _print_progress(epoch, config.num_epochs, step - epoch * spe, spe, rate,
                             total_steps - step, config.batch_size)
             tick, tick_step = time.time(), step
+        epoch_seconds = time.time() - epoch_start
+        last_epoch = epoch + 1 == config.num_epochs
+        if (epoch + 1) % config.eval_every_epochs and not last_epoch:
+          train_seconds += epoch_seconds
+          continue  # Train metrics keep accumulating until the next evaluation.
         train = parallel.unreplicate(rmetrics).compute()  # Waits for the epoch's steps.
         epoch_seconds = time.time() - epoch_start
         train_seconds += epoch_seconds
@@ -181,7 +187,6 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
         rmetrics = parallel.replicate(steps.TrainMetrics.empty(), devices)
         is_best = record["test_accuracy"] > best
         best = max(best, record["test_accuracy"])
-        last_epoch = epoch + 1 == config.num_epochs
         if is_best or (epoch + 1) % config.checkpoint.every_epochs == 0 or last_epoch:
           ckpts.save(step, parallel.unreplicate({"state": rstate, "epoch_metrics": rmetrics}),
                      best=is_best)

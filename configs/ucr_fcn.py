@@ -1,0 +1,35 @@
+"""The fully convolutional network (FCN) of Wang et al. (2017) on a UCR/UEA time-series
+set: three conv blocks (128, 256, 128 filters; kernels 8, 5, 3) with BatchNorm and
+ReLU, global average pooling. The argument names the set, found under config.data.dir
+(or $CNNJAX_DATA_DIR) as NAME/NAME_TRAIN.ts and NAME/NAME_TEST.ts.
+
+  cnnjax train --config configs/ucr_fcn.py:GunPoint --workdir runs/gunpoint_fcn \\
+      --config.data.dir=../shared/data/ucr
+"""
+from cnnjax.config import base_config
+
+
+def get_config(name: str = "GunPoint"):
+  config = base_config()
+  config.num_epochs = 300
+  config.batch_size = 16
+  config.eval_every_epochs = 10
+  config.data.source = "ucr"
+  config.data.name = name
+  config.data.num_classes = 0  # As many as the set's @classLabel lists.
+  config.data.mean = 0.0
+  config.data.std = 1.0
+  config.data.znorm = True
+  config.data.eval_batch_size = 256
+  config.model.name = "cnn"
+  config.model.conv_features = (128, 256, 128)
+  config.model.kernel_sizes = (8, 5, 3)
+  config.model.pool_size = 1
+  config.model.head = "global_avg"
+  config.model.batch_norm = True
+  config.optimizer.name = "adam"
+  config.optimizer.learning_rate = 0.001
+  config.optimizer.schedule = "cosine"
+  config.checkpoint.every_epochs = 50
+  config.log_every_seconds = 30.0
+  return config
