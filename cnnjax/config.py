@@ -27,6 +27,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_epochs = 5
   c.batch_size = 128  # Global: split evenly over the devices.
   c.num_devices = 0  # Local devices to use; 0 = all.
+  c.parallel = "pmap"  # "pmap" or "shard_map" (inside jit over a device mesh).
   c.label_smoothing = 0.0
 
   c.data = ml_collections.ConfigDict()
@@ -63,6 +64,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.batch_norm = False
   c.model.batch_norm_momentum = 0.9  # Decay of BatchNorm's running statistics.
   c.model.dropout_rate = 0.0  # Before each dense layer.
+  c.model.dtype = "float32"  # Compute dtype: "bfloat16" on GPUs/TPUs (parameters stay float32).
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "sgd"  # One of OPTIMIZERS.
@@ -142,6 +144,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(config.num_epochs >= 1, "num_epochs", f"must be >= 1, got {config.num_epochs}")
   _check(config.batch_size >= 1, "batch_size", f"must be >= 1, got {config.batch_size}")
   _check(config.num_devices >= 0, "num_devices", f"must be >= 0 (0 = all), got {config.num_devices}")
+  _choice(config, "parallel", ("pmap", "shard_map"))
   _check(0.0 <= config.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)")
 
   d = config.data

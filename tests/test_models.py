@@ -65,3 +65,14 @@ def test_max_pool_equals_flax_valid_pooling(shape):
   rank = len(shape) - 2
   expected = nn.max_pool(x, (2,) * rank, strides=(2,) * rank, padding="VALID")
   np.testing.assert_array_equal(max_pool(x, 2), expected)
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_logits():
+  model, variables = _build("mnist.py", {"model.dtype": "bfloat16"})
+  assert {p.dtype for p in jax.tree.leaves(variables["params"])} == {jnp.dtype("float32")}
+  x = jax.random.normal(jax.random.key(2), (4, 28, 28, 1))
+  low = model.apply(variables, x, train=False)
+  full = _build("mnist.py")[0].apply(variables, x, train=False)
+  assert low.dtype == jnp.float32
+  np.testing.assert_allclose(low, full, atol=0.1)  # bfloat16 keeps ~3 significant digits.
+  assert not np.array_equal(low, full)

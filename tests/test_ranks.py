@@ -9,7 +9,7 @@ import pytest
 import cnnjax
 from cnnjax import config as config_lib
 from cnnjax import data, models
-from cnnjax.data import pipeline, ucr, volumes
+from cnnjax.data import ucr, volumes
 from cnnjax.errors import ConfigError, DataError
 from cnnjax.train import parallel, steps
 from cnnjax.train.optim import create_optimizer
@@ -65,16 +65,15 @@ def test_a_few_train_steps_lower_the_loss_in_every_rank(name, arg, overrides, sh
   x = rng.normal(0, 1, (16, *shape)).astype(np.float32) + labels.reshape(-1, *[1] * len(shape))
   if name == "configs_tiny":
     x = np.clip(x * 40 + 100, 0, 255).astype(np.uint8)
-  devices = parallel.select_devices(1)
+  dmap = parallel.DeviceMap("pmap", parallel.select_devices(1), config, 3)
   model = models.build(config.model, 3, shape, parallel.AXIS)
   state = create_train_state(model, shape, create_optimizer(config.optimizer, 5, 1)[0], 0)
-  p_train = parallel.pmap_train_step(config, 3, devices)
-  rstate = parallel.replicate(state, devices)
+  rstate = dmap.replicate(state)
   losses = []
   for _ in range(5):
-    rstate, m = p_train(rstate, parallel.replicate(steps.TrainMetrics.empty(), devices),
-                        pipeline.shard({"images": x, "labels": labels}, 1))
-    losses.append(float(parallel.unreplicate(m).compute()["loss"]))
+    rstate, m = dmap.train_step(rstate, dmap.replicate(steps.TrainMetrics.empty()),
+                                dmap.split({"images": x, "labels": labels}))
+    losses.append(float(dmap.unreplicate(m).compute()["loss"]))
   assert losses[-1] < losses[0], losses
 
 

@@ -64,8 +64,3 @@ def eval_batches(images: np.ndarray, labels: np.ndarray,
       x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
       y = np.concatenate([y, np.zeros(pad, y.dtype)])
     yield {"images": x, "labels": y, "mask": mask}
-
-
-def shard(batch: dict[str, np.ndarray], num_devices: int) -> dict[str, np.ndarray]:
-  """Splits the leading (global batch) axis into (devices, per-device batch)."""
-  return {k: v.reshape((num_devices, -1, *v.shape[1:])) for k, v in batch.items()}

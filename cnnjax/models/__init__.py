@@ -31,6 +31,9 @@ def _module(name: str):
 
 
 def validate_config(model_config) -> None:
+  if model_config.dtype not in ("float32", "bfloat16", "float16"):
+    raise ConfigError("model.dtype", f"{model_config.dtype!r} is not one of 'float32', "
+                      f"'bfloat16', 'float16'")
   _module(model_config.name).validate_config(model_config)
 
 

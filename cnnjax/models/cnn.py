@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import jax
+import jax.numpy as jnp
 from flax import linen as nn
 
 from cnnjax.errors import ConfigError
@@ -39,6 +40,7 @@ class CNN(nn.Module):
   batch_norm: bool = False
   batch_norm_momentum: float = 0.9
   dropout_rate: float = 0.0
+  dtype: Any = jnp.float32  # Compute dtype (bfloat16 on accelerators); parameters stay float32.
   axis_name: str | None = None  # Device axis over which BatchNorm averages statistics.
 
   @nn.compact
@@ -48,10 +50,10 @@ class CNN(nn.Module):
     padding = self.padding if isinstance(self.padding, str) else per_axis(self.padding, rank, "model.padding")
     for i, (features, kernel) in enumerate(zip(self.conv_features, self.kernel_sizes)):
       x = nn.Conv(features, per_axis(kernel, rank, "model.kernel_size"), padding=padding,
-                  use_bias=not self.batch_norm, name=f"conv{i}")(x)
+                  use_bias=not self.batch_norm, dtype=self.dtype, name=f"conv{i}")(x)
       if self.batch_norm:
         x = nn.BatchNorm(use_running_average=not train, momentum=self.batch_norm_momentum,
-                         axis_name=self.axis_name, name=f"bn{i}")(x)
+                         axis_name=self.axis_name, dtype=self.dtype, name=f"bn{i}")(x)
       x = nn.relu(x)
       self.sow("features", f"relu{i}", x)  # Kept only when "features" is mutable (viz).
       if max(pool) > 1:
@@ -60,9 +62,9 @@ class CNN(nn.Module):
     x = x.mean(axis=tuple(range(1, rank + 1))) if self.head == "global_avg" else x.reshape((x.shape[0], -1))
     for i, features in enumerate(self.dense_features):
       x = Dropout(self.dropout_rate, self.axis_name)(x, deterministic=not train)
-      x = nn.relu(nn.Dense(features, name=f"dense{i}")(x))
+      x = nn.relu(nn.Dense(features, dtype=self.dtype, name=f"dense{i}")(x))
     x = Dropout(self.dropout_rate, self.axis_name)(x, deterministic=not train)
-    return nn.Dense(self.num_classes, name="classifier")(x)
+    return nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(x).astype(jnp.float32)
 
 
 def _sizes(value) -> list[int]:
@@ -127,4 +129,4 @@ def build(c, num_classes: int, axis_name: str | None = None) -> CNN:
              kernel_sizes=_kernels(c), pool_size=c.pool_size, padding=c.padding,
              dense_features=tuple(c.dense_features), head=c.head, batch_norm=c.batch_norm,
              batch_norm_momentum=c.batch_norm_momentum, dropout_rate=c.dropout_rate,
-             axis_name=axis_name)
+             dtype=jnp.dtype(c.dtype), axis_name=axis_name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import jax
+import jax.numpy as jnp
 from flax import linen as nn
 
 from cnnjax.errors import ConfigError
@@ -21,28 +22,29 @@ class ResNet(nn.Module):
   conv_features: Sequence[int] = (64, 128, 128)
   kernel_sizes: Sequence[Any] = (8, 5, 3)
   batch_norm_momentum: float = 0.9
+  dtype: Any = jnp.float32  # Compute dtype (bfloat16 on accelerators); parameters stay float32.
   axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     rank = x.ndim - 2
     norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=self.batch_norm_momentum,
-                                     axis_name=self.axis_name, name=name)
+                                     axis_name=self.axis_name, dtype=self.dtype, name=name)
     for b, features in enumerate(self.conv_features):
       shortcut = x
       for i, kernel in enumerate(self.kernel_sizes):
         x = nn.Conv(features, per_axis(kernel, rank, "model.kernel_sizes"), padding="SAME",
-                    use_bias=False, name=f"block{b}_conv{i}")(x)
+                    use_bias=False, dtype=self.dtype, name=f"block{b}_conv{i}")(x)
         x = norm(f"block{b}_bn{i}")(x)
         if i < len(self.kernel_sizes) - 1:
           x = nn.relu(x)
       if shortcut.shape[-1] != features:
-        shortcut = nn.Conv(features, (1,) * rank, use_bias=False, name=f"block{b}_shortcut")(shortcut)
+        shortcut = nn.Conv(features, (1,) * rank, use_bias=False, dtype=self.dtype, name=f"block{b}_shortcut")(shortcut)
       shortcut = norm(f"block{b}_shortcut_bn")(shortcut)
       x = nn.relu(x + shortcut)
       self.sow("features", f"block{b}", x)
     x = x.mean(axis=tuple(range(1, rank + 1)))
-    return nn.Dense(self.num_classes, name="classifier")(x)
+    return nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(x).astype(jnp.float32)
 
 
 def validate_config(c) -> None:
@@ -60,4 +62,4 @@ def check_input(c, input_shape: Sequence[int]) -> None:
 def build(c, num_classes: int, axis_name: str | None = None) -> ResNet:
   return ResNet(num_classes=num_classes, conv_features=tuple(c.conv_features),
                 kernel_sizes=tuple(c.kernel_sizes), batch_norm_momentum=c.batch_norm_momentum,
-                axis_name=axis_name)
+                dtype=jnp.dtype(c.dtype), axis_name=axis_name)

@@ -60,12 +60,12 @@ class _StopSignal:
       signal.signal(sig, handler)
 
 
-def evaluate(p_eval, rstate, images, labels, batch_size: int, num_devices: int) -> dict:
+def evaluate(dmap: parallel.DeviceMap, rstate, images, labels, batch_size: int) -> dict:
   """Loss and accuracy over every example exactly once (padding is masked out)."""
   total = None
-  per_device = -(-batch_size // num_devices)
-  for batch in pipeline.eval_batches(images, labels, per_device * num_devices):
-    m = parallel.unreplicate(p_eval(rstate, pipeline.shard(batch, num_devices)))
+  per_device = -(-batch_size // dmap.n)
+  for batch in pipeline.eval_batches(images, labels, per_device * dmap.n):
+    m = dmap.unreplicate(dmap.eval_step(rstate, dmap.split(batch)))
     total = m if total is None else total.merge(m)
     pause_point("eval")
   values = total.compute()
@@ -133,21 +133,20 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
 
   status, error = "failed", None
   try:
-    p_train = parallel.pmap_train_step(config, dataset.num_classes, devices)
-    p_eval = parallel.pmap_eval_step(config, devices)
-    rstate = parallel.replicate(state, devices)
-    rmetrics = parallel.replicate(epoch_metrics, devices)
+    dmap = parallel.DeviceMap(config.parallel, devices, config, dataset.num_classes)
+    rstate = dmap.replicate(state)
+    rmetrics = dmap.replicate(epoch_metrics)
     with _StopSignal() as stop:
       for epoch in range(step // spe, config.num_epochs):
         epoch_start, epoch_start_step = time.time(), step
         tick, tick_step = epoch_start, step
         for batch in pipeline.train_batches(dataset.train_images, dataset.train_labels,
                                             config.batch_size, config.seed, epoch, step % spe):
-          rstate, rmetrics = p_train(rstate, rmetrics, pipeline.shard(batch, n_dev))
+          rstate, rmetrics = dmap.train_step(rstate, rmetrics, dmap.split(batch))
           step += 1
           pause_point("step")
           if stop.received:
-            saved = parallel.unreplicate({"state": rstate, "epoch_metrics": rmetrics})
+            saved = dmap.unreplicate({"state": rstate, "epoch_metrics": rmetrics})
             _check_finite(saved["epoch_metrics"].compute(), ckpts)
             ckpts.save(step, saved, best=False)
             raise Interrupted(f"{stop.received} at step {step}: checkpoint saved; run the same "
@@ -162,12 +161,12 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
         if (epoch + 1) % config.eval_every_epochs and not last_epoch:
           train_seconds += epoch_seconds
           continue  # Train metrics keep accumulating until the next evaluation.
-        train = parallel.unreplicate(rmetrics).compute()  # Waits for the epoch's steps.
+        train = dmap.unreplicate(rmetrics).compute()  # Waits for the epoch's steps.
         epoch_seconds = time.time() - epoch_start
         train_seconds += epoch_seconds
         _check_finite(train, ckpts)
-        test = evaluate(p_eval, rstate, dataset.test_images, dataset.test_labels,
-                        config.data.eval_batch_size, n_dev)
+        test = evaluate(dmap, rstate, dataset.test_images, dataset.test_labels,
+                        config.data.eval_batch_size)
         record = {
             "step": step, "epoch": epoch + 1,
             "train_loss": float(train["loss"]), "train_accuracy": float(train["accuracy"]),
@@ -184,11 +183,11 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
               f"acc {record['train_accuracy']:.4f}  test loss {record['test_loss']:.4f} "
               f"acc {record['test_accuracy']:.4f}  {record['images_per_second']:,.0f} img/s",
               flush=True)
-        rmetrics = parallel.replicate(steps.TrainMetrics.empty(), devices)
+        rmetrics = dmap.replicate(steps.TrainMetrics.empty())
         is_best = record["test_accuracy"] > best
         best = max(best, record["test_accuracy"])
         if is_best or (epoch + 1) % config.checkpoint.every_epochs == 0 or last_epoch:
-          ckpts.save(step, parallel.unreplicate({"state": rstate, "epoch_metrics": rmetrics}),
+          ckpts.save(step, dmap.unreplicate({"state": rstate, "epoch_metrics": rmetrics}),
                      best=is_best)
           pause_point("checkpoint")
     status = "finished"
