@@ -28,6 +28,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.batch_size = 128  # Global: split evenly over the devices.
   c.num_devices = 0  # Local devices to use; 0 = all.
   c.parallel = "pmap"  # "pmap" or "shard_map" (inside jit over a device mesh).
+  c.distributed = ml_collections.ConfigDict()  # Several processes; see cnnjax/train/distributed.py.
+  c.distributed.coordinator_address = ""  # "host:port" of process 0; "" = one process.
+  c.distributed.num_processes = 1
+  c.distributed.process_id = 0
+  c.distributed.auto = False  # Let JAX read the processes from the cluster (SLURM, ...).
   c.label_smoothing = 0.0
 
   c.data = ml_collections.ConfigDict()

@@ -50,7 +50,8 @@ def build(model_config, num_classes: int, input_shape: Sequence[int],
 def summary(model: nn.Module, input_shape: Sequence[int]) -> str:
   """Table of layers, output shapes and parameter counts (traced, not compiled)."""
   x = jnp.zeros((1, *input_shape), jnp.float32)
-  return nn.tabulate(model, jax.random.key(0), depth=1, console_kwargs={"width": 120, "color_system": None, "force_terminal": False})(x)
+  return nn.tabulate(model, jax.random.key(0), depth=1, mutable=("params", "batch_stats"),
+                     console_kwargs={"width": 120, "color_system": None, "force_terminal": False})(x)
 
 
 def param_count(params) -> int:

@@ -73,7 +73,7 @@ class Checkpoints:
       if wrong:
         raise CheckpointError(f"checkpoint {self.directory / str(step)} does not fit this model "
                               f"({len(wrong)} mismatched): " + "; ".join(wrong))
-    return self._latest.restore(step, args=ocp.args.StandardRestore(target))
+    return self._latest.restore(step, args=ocp.args.StandardRestore(jax.device_get(target)))
 
   def restore_arrays(self, which: str = "best") -> tuple[int, dict]:
     """(step, nested dict of numpy arrays) of the best or latest checkpoint, no target."""
@@ -86,10 +86,11 @@ class Checkpoints:
   def save(self, step: int, state, best: bool) -> None:
     managers = [self._latest, self._best] if best else [self._latest]
     try:
+      host = jax.device_get(state)  # NumPy: with several processes, process 0 writes it.
       for manager in managers:
         if step in manager.all_steps():  # Left by a session killed after this point.
           manager.delete(step)
-        manager.save(step, args=ocp.args.StandardSave(state))
+        manager.save(step, args=ocp.args.StandardSave(host))
     except Exception as e:  # Orbax and tensorstore raise ValueError/OSError alike.
       raise CheckpointError(f"could not write the checkpoint of step {step} under "
                             f"{self.directory.parent}: {_reason(e)}; the latest complete "

@@ -27,28 +27,34 @@ class MetricsWriter:
   """Appends one record per epoch; on resume keeps only records up to `resume_step`,
   so no step appears twice."""
 
-  def __init__(self, workdir: Path, resume_step: int):
+  def __init__(self, workdir: Path, resume_step: int, enabled: bool = True):
+    """`enabled=False` (processes other than 0) keeps the records in memory only."""
     self.path = workdir / "metrics.jsonl"
     kept = [r for r in read_metrics(self.path) if r["step"] <= resume_step]
+    self.records, self._tb = kept, None
+    if not enabled:
+      return
     tmp = self.path.with_name(".metrics.jsonl.tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
     os.replace(tmp, self.path)
-    self.records = kept
     from tensorboardX import SummaryWriter  # Writes event files without TensorFlow.
     # purge_step makes TensorBoard drop events a killed session wrote past the resume point.
     self._tb = SummaryWriter(str(workdir / "tensorboard"),
                              purge_step=resume_step + 1 if resume_step else None)
 
   def write(self, record: dict[str, Any]) -> None:
+    self.records.append(record)
+    if self._tb is None:
+      return
     with open(self.path, "a") as f:
       f.write(json.dumps(record) + "\n")
       f.flush()
       os.fsync(f.fileno())
-    self.records.append(record)
     for key, value in record.items():
       if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
         self._tb.add_scalar(key, value, record["step"])
     self._tb.flush()
 
   def close(self) -> None:
-    self._tb.close()
+    if self._tb is not None:
+      self._tb.close()

@@ -22,7 +22,8 @@ from typing import Any
 from cnnjax.errors import WorkdirError
 
 # Fields that may change when a run resumes: they do not change what it computes.
-RESUMABLE_CHANGES = ("log_every_seconds", "checkpoint.keep", "data.dir", "data.download")
+RESUMABLE_CHANGES = ("log_every_seconds", "checkpoint.keep", "data.dir", "data.download",
+                     "distributed.coordinator_address", "distributed.process_id")
 PACKAGES = ("cnnjax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "clu",
             "ml-collections", "numpy", "tensorflow-datasets")
 

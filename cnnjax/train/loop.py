@@ -14,17 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 
 from cnnjax import config as config_lib
 from cnnjax import data, models
 from cnnjax.data import pipeline
-from cnnjax.errors import TrainingError, WorkdirError
+from cnnjax.errors import ConfigError, TrainingError, WorkdirError
 from cnnjax.runs import records
 from cnnjax.runs.checkpoints import Checkpoints
 from cnnjax.runs.failpoints import pause_point
 from cnnjax.runs.metrics import MetricsWriter
-from cnnjax.train import parallel, steps
+from cnnjax.train import distributed, parallel, steps
 from cnnjax.train.optim import create_optimizer
 from cnnjax.train.state import create_train_state
 
@@ -63,9 +62,10 @@ class _StopSignal:
 def evaluate(dmap: parallel.DeviceMap, rstate, images, labels, batch_size: int) -> dict:
   """Loss and accuracy over every example exactly once (padding is masked out)."""
   total = None
-  per_device = -(-batch_size // dmap.n)
-  for batch in pipeline.eval_batches(images, labels, per_device * dmap.n):
-    m = dmap.unreplicate(dmap.eval_step(rstate, dmap.split(batch)))
+  global_batch = -(-batch_size // dmap.global_n) * dmap.global_n
+  for batch in pipeline.eval_batches(images, labels, global_batch):
+    local = {k: v[distributed.process_slice(global_batch)] for k, v in batch.items()}
+    m = dmap.unreplicate(dmap.eval_step(rstate, dmap.split(local)))
     total = m if total is None else total.merge(m)
     pause_point("eval")
   values = total.compute()
@@ -83,10 +83,12 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, Any]:
   """Trains `config` in `workdir` (resuming what is there) and returns its summary."""
   wall_start = time.time()
   config_lib.validate(config)
+  distributed.initialize(config)  # Before JAX picks its devices.
   workdir = Path(workdir)
   lock = records.Lock(workdir)
   try:
-    lock.acquire()
+    if distributed.is_writer():
+      lock.acquire()
     try:
       return _train(config, workdir, wall_start)
     finally:
@@ -96,17 +98,22 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, Any]:
 
 
 def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
+  writer = distributed.is_writer()
+  if jax.process_count() > 1 and config.num_devices:
+    raise ConfigError("num_devices", "must be 0 (all local devices) with several processes")
   devices = parallel.select_devices(config.num_devices)
-  n_dev = len(devices)
-  parallel.check_divisible(config.batch_size, n_dev)
+  parallel.check_divisible(config.batch_size, len(devices) * jax.process_count())
   dataset = data.load(config.data)
   model = models.build(config.model, dataset.num_classes, dataset.input_shape, parallel.AXIS)
-  session, diff = records.session_record(config.seed, devices)
-  session["data"] = dataset.location
-  records.write_run_records(workdir, config_lib.to_dict(config), session, diff)
   table = models.summary(model, dataset.input_shape)
-  print(table, flush=True)
-  (workdir / "model_summary.txt").write_text(table)
+  if writer:
+    session, diff = records.session_record(config.seed, devices)
+    session.update(data=dataset.location, processes=jax.process_count(),
+                   global_devices=len(devices) * jax.process_count())
+    records.write_run_records(workdir, config_lib.to_dict(config), session, diff)
+    print(table, flush=True)
+    (workdir / "model_summary.txt").write_text(table)
+  write_summary = records.write_json if writer else (lambda *_: None)
 
   spe = pipeline.steps_per_epoch(len(dataset.train_labels), config.batch_size)
   total_steps = spe * config.num_epochs
@@ -118,7 +125,7 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
   if restored is not None:
     state, epoch_metrics = restored["state"], restored["epoch_metrics"]
   step = int(state.step)
-  log = MetricsWriter(workdir, step)
+  log = MetricsWriter(workdir, step, enabled=writer)
   last = log.records[-1] if log.records else {}
   best = max((r["test_accuracy"] for r in log.records), default=-1.0)
   train_seconds = last.get("train_seconds", 0.0)
@@ -129,7 +136,7 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
              "steps_per_epoch": spe, "total_steps": total_steps,
              "input_shape": list(dataset.input_shape), "num_classes": dataset.num_classes,
              "class_names": list(dataset.class_names)}
-  records.write_json(workdir / "summary.json", {**summary, **_summary_metrics(log.records, config.batch_size)})
+  write_summary(workdir / "summary.json", {**summary, **_summary_metrics(log.records, config.batch_size)})
 
   status, error = "failed", None
   try:
@@ -142,7 +149,8 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
         tick, tick_step = epoch_start, step
         for batch in pipeline.train_batches(dataset.train_images, dataset.train_labels,
                                             config.batch_size, config.seed, epoch, step % spe):
-          rstate, rmetrics = dmap.train_step(rstate, rmetrics, dmap.split(batch))
+          local = {k: v[distributed.process_slice(config.batch_size)] for k, v in batch.items()}
+          rstate, rmetrics = dmap.train_step(rstate, rmetrics, dmap.split(local))
           step += 1
           pause_point("step")
           if stop.received:
@@ -177,8 +185,8 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
             "wall_seconds": wall_before + time.time() - wall_start,
         }
         log.write(record)
-        records.write_json(workdir / "summary.json",
-                           {**summary, **_summary_metrics(log.records, config.batch_size)})
+        write_summary(workdir / "summary.json",
+                      {**summary, **_summary_metrics(log.records, config.batch_size)})
         print(f"epoch {epoch + 1}/{config.num_epochs}  train loss {record['train_loss']:.4f} "
               f"acc {record['train_accuracy']:.4f}  test loss {record['test_loss']:.4f} "
               f"acc {record['test_accuracy']:.4f}  {record['images_per_second']:,.0f} img/s",
@@ -205,7 +213,7 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
     if error:
       summary["error"] = error
     try:
-      records.write_json(workdir / "summary.json", summary)
+      write_summary(workdir / "summary.json", summary)
     except OSError as e:  # E.g. the disk filled up: keep the original error in view.
       print(f"cnnjax: could not write {workdir / 'summary.json'}: {e}", file=sys.stderr)
   return summary

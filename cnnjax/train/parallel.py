@@ -66,11 +66,16 @@ class DeviceMap:
     if mode not in MODES:
       raise ConfigError("parallel", f"{mode!r} is not one of {', '.join(map(repr, MODES))}")
     self.mode, self.devices, self.n = mode, list(devices), len(devices)
-    self.mesh = Mesh(np.array(self.devices), (AXIS,))
+    self.processes = jax.process_count()
+    self.global_n = self.n * self.processes  # Every process brings its local devices.
+    self.mesh = Mesh(np.array(self.devices if self.processes == 1 else jax.devices()), (AXIS,))
+    self._local_mesh = Mesh(np.array(self.devices), (AXIS,))
     train, evaluate = _step_functions(config, num_classes)
     if mode == "pmap":
-      self.train_step = jax.pmap(train, axis_name=AXIS, devices=self.devices, donate_argnums=(0, 1))
-      self.eval_step = jax.pmap(evaluate, axis_name=AXIS, devices=self.devices)
+      # With several processes pmap spans every process's local devices.
+      pmap_devices = self.devices if self.processes == 1 else None
+      self.train_step = jax.pmap(train, axis_name=AXIS, devices=pmap_devices, donate_argnums=(0, 1))
+      self.eval_step = jax.pmap(evaluate, axis_name=AXIS, devices=pmap_devices)
     else:
       # Outputs are replicated because the steps reduce over AXIS (pmean, all_gather in
       # CLU, BatchNorm); JAX cannot infer that through CLU's gather, so the check is off
@@ -84,17 +89,23 @@ class DeviceMap:
   def replicate(self, tree):
     """A copy of `tree` on every device."""
     if self.mode == "pmap":
-      sharding = NamedSharding(self.mesh, P(AXIS))
+      sharding = NamedSharding(self._local_mesh, P(AXIS))
       return jax.tree.map(lambda x: jax.device_put(
           jnp.broadcast_to(jnp.asarray(x), (self.n, *jnp.shape(x))), sharding), tree)
     return jax.device_put(jax.tree.map(jnp.asarray, tree), NamedSharding(self.mesh, P()))
 
   def unreplicate(self, tree):
-    """One copy of a replicated tree."""
-    return jax.tree.map(lambda x: x[0], tree) if self.mode == "pmap" else tree
+    """One copy of a replicated tree (on this process)."""
+    if self.mode == "pmap":
+      return jax.tree.map(lambda x: x[0], tree)
+    return tree if self.processes == 1 else jax.tree.map(lambda x: x.addressable_data(0), tree)
 
   def split(self, batch: dict[str, np.ndarray]):
-    """A global batch as the steps take it: equal slices, one per device."""
+    """This process's share of a global batch (see distributed.process_slice) as the
+    steps take it: equal slices, one per device."""
     if self.mode == "pmap":
       return {k: v.reshape((self.n, -1, *v.shape[1:])) for k, v in batch.items()}
-    return jax.device_put(batch, NamedSharding(self.mesh, P(AXIS)))
+    sharding = NamedSharding(self.mesh, P(AXIS))
+    if self.processes == 1:
+      return jax.device_put(batch, sharding)
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
