@@ -95,9 +95,13 @@ class DeviceMap:
     return jax.device_put(jax.tree.map(jnp.asarray, tree), NamedSharding(self.mesh, P()))
 
   def unreplicate(self, tree):
-    """One copy of a replicated tree (on this process)."""
+    """This process's first copy of a replicated tree.
+
+    Read from the local shard: indexing a global array would be a collective, and with
+    several processes such eager collectives can be issued in different orders and hang.
+    """
     if self.mode == "pmap":
-      return jax.tree.map(lambda x: x[0], tree)
+      return jax.tree.map(lambda x: x.addressable_data(0)[0], tree)
     return tree if self.processes == 1 else jax.tree.map(lambda x: x.addressable_data(0), tree)
 
   def split(self, batch: dict[str, np.ndarray]):
