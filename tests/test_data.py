@@ -10,7 +10,7 @@ from cnnjax import config as config_lib
 from cnnjax import data
 from cnnjax.data import fetch, idx, pipeline
 from cnnjax.errors import DataError
-from conftest import ROOT, synthetic_digits, write_idx, write_idx_folder
+from conftest import synthetic_digits, write_idx, write_idx_folder
 
 
 def _data_config(**fields):

@@ -168,7 +168,7 @@ def test_sweep_skips_finished_survives_failures_and_parallel_equals_serial(tiny_
   assert any(m.startswith("conv_features=4-8-8-8: failed before, skipped") for m in messages)
   assert [r["test_accuracy"] for r in again.rows] == [r["test_accuracy"] for r in serial.rows]
 
-  parallel = sweep.run_sweep(base, points[:2], tmp_path / "w2", workers=2, log=lambda *_: None)
+  sweep.run_sweep(base, points[:2], tmp_path / "w2", workers=2, log=lambda *_: None)
   for name in ("conv_features=4-8", "conv_features=6-8"):
     one = (tmp_path / "w1" / name / "metrics.jsonl").read_text().splitlines()
     two = (tmp_path / "w2" / name / "metrics.jsonl").read_text().splitlines()

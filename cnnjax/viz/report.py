@@ -1,7 +1,6 @@
 """What `cnnjax viz`, `predict` and `eval` do with a run directory."""
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,26 +33,32 @@ def visualize(path: str | Path, output: str | Path | None = None, index: int = 0
   out = Path(output or Path(path) / "viz")
   dataset = _test_set(run)
   written = []
-  made = plots.filters(run.variables["params"], out / "filters.png")
+  images = len(run.input_shape) == 3 and run.input_shape[-1] == 1  # Grayscale 2-D.
+  made = plots.filters(run.variables["params"], out / "filters.png") if images else None
   if made:
     written.append(made)
-  else:
+  elif images:
     log(f"{run.config.model.name}: no conv filters to draw (a {run.config.model.name} has no "
         f"convolutions); drawing the rest")
-  if image is not None:
-    example = image_io.prepare(image_io.read_image(image), run.input_shape, invert, str(image))
   else:
-    example = dataset.test_images[index]
-  features = run.features(example)
-  if features:
-    written.append(plots.feature_maps(example[..., 0], features, out / "feature_maps.png"))
-  else:
-    log(f"{run.config.model.name}: no feature maps (no conv layers)")
+    log(f"input {run.input_shape}: filters, feature maps and mistakes are drawn for "
+        f"grayscale 2-D images only; drawing the rest")
+  if images:
+    if image is not None:
+      example = image_io.prepare(image_io.read_image(image), run.input_shape, invert, str(image))
+    else:
+      example = dataset.test_images[index]
+    features = run.features(example)
+    if features:
+      written.append(plots.feature_maps(example[..., 0], features, out / "feature_maps.png"))
+    else:
+      log(f"{run.config.model.name}: no feature maps (no conv layers)")
   result = evaluate_run(run, dataset.test_images, dataset.test_labels)
   written.append(plots.confusion(np.asarray(result["confusion"]), result["per_class_accuracy"],
                                  out / "confusion.png"))
-  written.append(plots.mistakes(dataset.test_images, dataset.test_labels,
-                                result["probabilities"], out / "mistakes.png"))
+  if images:
+    written.append(plots.mistakes(dataset.test_images, dataset.test_labels,
+                                  result["probabilities"], out / "mistakes.png"))
   history = read_run(Path(path)).metrics()
   if history:
     written.append(plots.learning_curves(history, out / "curves.png"))

@@ -1,0 +1,90 @@
+"""kill -9 a training run at random moments, resume it each time, and compare the end
+with an uninterrupted run, bit for bit.
+
+  python benchmarks/fault_soak.py --kills 10 [--seed 0] [--data-dir DIR]
+
+Uses configs/tiny.py on synthetic IDX files (or --data-dir). Prints one line per kill
+(when it struck, the latest checkpoint then) and a verdict: metrics.jsonl and the final
+checkpoint equal to the uninterrupted run's, or not.
+"""
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+TIMING = ("images_per_second", "train_seconds", "wall_seconds")
+
+
+def command(workdir, data_dir, epochs):
+  return [sys.executable, "-m", "cnnjax", "train", "--config", str(ROOT / "configs" / "tiny.py"),
+          "--workdir", str(workdir), f"--config.data.dir={data_dir}",
+          f"--config.num_epochs={epochs}", "--config.data.eval_batch_size=8"]
+
+
+def metrics(workdir):
+  return [{k: v for k, v in json.loads(l).items() if k not in TIMING}
+          for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def latest(workdir):
+  import orbax.checkpoint as ocp
+  manager = ocp.CheckpointManager(workdir.resolve() / "checkpoints")
+  step = manager.latest_step()
+  return step, manager.restore(step, args=ocp.args.StandardRestore())
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--kills", type=int, default=10)
+  parser.add_argument("--epochs", type=int, default=12)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--data-dir")
+  args = parser.parse_args()
+  rng = random.Random(args.seed)
+  root = Path(tempfile.mkdtemp(prefix="cnnjax_soak_"))
+  data_dir = args.data_dir
+  if not data_dir:
+    from conftest import write_idx_folder
+    data_dir = write_idx_folder(root / "data", train=512, test=200)
+  reference = root / "reference"
+  subprocess.run(command(reference, data_dir, args.epochs), check=True, capture_output=True)
+  workdir = root / "killed"
+  kills = 0
+  while kills < args.kills:
+    proc = subprocess.Popen(command(workdir, data_dir, args.epochs), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    delay = rng.uniform(4.0, 12.0)  # Start-up and compile take ~4 s on 2 cores.
+    try:
+      proc.wait(timeout=delay)
+      print(f"run finished before kill {kills + 1} (after {delay:.1f} s)")
+      break
+    except subprocess.TimeoutExpired:
+      proc.kill()
+      proc.wait()
+      kills += 1
+      lines = metrics(workdir) if (workdir / "metrics.jsonl").exists() else []
+      print(f"kill -9 #{kills} after {delay:.1f} s: {len(lines)} epochs recorded", flush=True)
+  finished = subprocess.run(command(workdir, data_dir, args.epochs), capture_output=True, text=True)
+  if finished.returncode:
+    print(finished.stderr[-2000:])
+    return 1
+  same_metrics = metrics(workdir) == metrics(reference)
+  (step_a, a), (step_b, b) = latest(workdir), latest(reference)
+  import jax
+  same_params = step_a == step_b and all(np.array_equal(x, y) for x, y in
+                                         zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  resumes = len(json.loads((workdir / "run.json").read_text())["resumes"])
+  print(f"\n{kills} kills, {resumes} resumes; metrics.jsonl identical: {same_metrics}; "
+        f"final checkpoint (step {step_a}) identical: {same_params}")
+  return 0 if same_metrics and same_params else 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())
