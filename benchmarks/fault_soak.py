@@ -13,6 +13,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ def latest(workdir):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--kills", type=int, default=10)
-  parser.add_argument("--epochs", type=int, default=12)
+  parser.add_argument("--epochs", type=int, default=60)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--data-dir")
   args = parser.parse_args()
@@ -54,13 +55,16 @@ def main():
     from conftest import write_idx_folder
     data_dir = write_idx_folder(root / "data", train=512, test=200)
   reference = root / "reference"
+  start = time.time()
   subprocess.run(command(reference, data_dir, args.epochs), check=True, capture_output=True)
+  summary = json.loads((reference / "summary.json").read_text())
+  startup = time.time() - start - summary["train_seconds"]  # Imports, data, compile, eval.
   workdir = root / "killed"
   kills = 0
   while kills < args.kills:
     proc = subprocess.Popen(command(workdir, data_dir, args.epochs), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    delay = rng.uniform(4.0, 12.0)  # Start-up and compile take ~4 s on 2 cores.
+    delay = startup + rng.uniform(0.0, 3.0)  # A few seconds into training (or eval, or a save).
     try:
       proc.wait(timeout=delay)
       print(f"run finished before kill {kills + 1} (after {delay:.1f} s)")

@@ -22,10 +22,14 @@ def _read_split(name: str, split: str, data_dir: str | None):
     raise DataError(f"TFDS data set {name!r} split {split!r} is not prepared in {where}: "
                     f"{type(e).__name__}: {e}") from e
   images, labels = [], []
-  for start in range(0, len(source), _CHUNK):
-    for example in source.__getitems__(list(range(start, min(start + _CHUNK, len(source))))):
-      images.append(np.asarray(example["image"]))
-      labels.append(int(example["label"]))
+  try:
+    for start in range(0, len(source), _CHUNK):
+      for example in source.__getitems__(list(range(start, min(start + _CHUNK, len(source))))):
+        images.append(np.asarray(example["image"]))
+        labels.append(int(example["label"]))
+  except Exception as e:  # E.g. a feature whose decoding needs TensorFlow.
+    raise DataError(f"TFDS data set {name!r} split {split!r}: cannot decode its examples "
+                    f"({type(e).__name__}: {e}); the IDX source reads MNIST without TFDS") from e
   if not images:
     raise DataError(f"TFDS data set {name!r} split {split!r} is empty")
   images = np.stack(images)
