@@ -23,25 +23,44 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+def _latest_step(workdir):
+  return ocp.CheckpointManager(workdir.resolve() / "checkpoints").latest_step()
+
+
 def _latest(workdir):
   manager = ocp.CheckpointManager(workdir.resolve() / "checkpoints")
   return manager.restore(manager.latest_step(), args=ocp.args.StandardRestore())
+
+
+def _two_processes(workdir, data_dir, mode, pause=""):
+  port = _free_port()
+  procs = []
+  for pid in range(2):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               CNNJAX_COORDINATOR=f"127.0.0.1:{port}", CNNJAX_NUM_PROCESSES="2",
+               CNNJAX_PROCESS_ID=str(pid), CNNJAX_PAUSE_AT=pause)
+    procs.append(subprocess.Popen(
+        [sys.executable, "-m", "cnnjax", "train", "--config", TINY, "--workdir", str(workdir),
+         f"--config.data.dir={data_dir}", f"--config.parallel={mode}"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+  return procs
 
 
 @pytest.mark.parametrize("mode", ["pmap", "shard_map"])
 def test_two_processes_of_four_devices_equal_one_process_of_eight(mode, tiny_data_dir, tmp_path):
   overrides = {"data.dir": str(tiny_data_dir), "parallel": mode}
   loop.train_and_evaluate(config_lib.load(TINY, overrides), tmp_path / "one")
-  port = _free_port()
-  procs = []
-  for pid in range(2):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               CNNJAX_COORDINATOR=f"127.0.0.1:{port}", CNNJAX_NUM_PROCESSES="2",
-               CNNJAX_PROCESS_ID=str(pid))
-    procs.append(subprocess.Popen(
-        [sys.executable, "-m", "cnnjax", "train", "--config", TINY, "--workdir",
-         str(tmp_path / "two"), f"--config.data.dir={tiny_data_dir}", f"--config.parallel={mode}"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+  if mode == "pmap":  # Both processes killed after their first checkpoint: resume below.
+    procs = _two_processes(tmp_path / "two", tiny_data_dir, mode, pause="checkpoint:1")
+    for proc in procs:
+      for line in proc.stdout:
+        if "paused at checkpoint:1" in line:
+          break
+    for proc in procs:
+      proc.kill()
+      proc.wait()
+    assert _latest_step(tmp_path / "two") == 16
+  procs = _two_processes(tmp_path / "two", tiny_data_dir, mode)
   outputs = [p.communicate(timeout=300)[0] for p in procs]
   assert [p.returncode for p in procs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
   run = json.loads((tmp_path / "two" / "run.json").read_text())
