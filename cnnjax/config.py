@@ -26,6 +26,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0  # Seeds parameter init, data order, dropout and augmentation.
   c.num_epochs = 5
   c.batch_size = 128  # Global: split evenly over the devices.
+  c.pad_batch = False  # Pad batches that do not split over the devices (padding counts for nothing).
   c.num_devices = 0  # Local devices to use; 0 = all.
   c.parallel = "pmap"  # "pmap" or "shard_map" (inside jit over a device mesh).
   c.distributed = ml_collections.ConfigDict()  # Several processes; see cnnjax/train/distributed.py.

@@ -52,15 +52,19 @@ def train_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed:
     yield {"images": images[idx], "labels": labels[idx]}
 
 
+def pad(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+  """`batch` zero-padded to `size` examples, with "mask" 0 on the padding."""
+  n = len(batch["labels"])
+  out = {k: np.concatenate([v, np.zeros((size - n, *v.shape[1:]), v.dtype)])
+         for k, v in batch.items()}
+  out["mask"] = np.arange(size) < n
+  return out
+
+
 def eval_batches(images: np.ndarray, labels: np.ndarray,
                  batch_size: int) -> Iterator[dict[str, np.ndarray]]:
   """Batches of exactly `batch_size`: the last one is zero-padded, with mask 0 on padding,
   so every example is counted once and no batch shape forces a recompile."""
   for start in range(0, len(labels), batch_size):
-    x, y = images[start:start + batch_size], labels[start:start + batch_size]
-    pad = batch_size - len(y)
-    mask = np.concatenate([np.ones(len(y), bool), np.zeros(pad, bool)])
-    if pad:
-      x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
-      y = np.concatenate([y, np.zeros(pad, y.dtype)])
-    yield {"images": x, "labels": y, "mask": mask}
+    yield pad({"images": images[start:start + batch_size],
+               "labels": labels[start:start + batch_size]}, batch_size)

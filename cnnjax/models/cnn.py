@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from cnnjax.errors import ConfigError
-from cnnjax.models.layers import Dropout, max_pool
+from cnnjax.models.layers import BatchNorm, Dropout, max_pool
 
 
 def per_axis(value, rank: int, field: str) -> tuple[int, ...]:
@@ -44,7 +44,8 @@ class CNN(nn.Module):
   axis_name: str | None = None  # Device axis over which BatchNorm averages statistics.
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
+    """`mask` marks the real examples of a padded batch (for BatchNorm's statistics)."""
     rank = x.ndim - 2
     pool = per_axis(self.pool_size, rank, "model.pool_size")
     padding = self.padding if isinstance(self.padding, str) else per_axis(self.padding, rank, "model.padding")
@@ -52,8 +53,8 @@ class CNN(nn.Module):
       x = nn.Conv(features, per_axis(kernel, rank, "model.kernel_size"), padding=padding,
                   use_bias=not self.batch_norm, dtype=self.dtype, name=f"conv{i}")(x)
       if self.batch_norm:
-        x = nn.BatchNorm(use_running_average=not train, momentum=self.batch_norm_momentum,
-                         axis_name=self.axis_name, dtype=self.dtype, name=f"bn{i}")(x)
+        x = BatchNorm(use_running_average=not train, momentum=self.batch_norm_momentum,
+                      axis_name=self.axis_name, dtype=self.dtype, name=f"bn{i}")(x, mask)
       x = nn.relu(x)
       self.sow("features", f"relu{i}", x)  # Kept only when "features" is mutable (viz).
       if max(pool) > 1:

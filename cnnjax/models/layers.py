@@ -1,6 +1,8 @@
 """Layers shared by the model families."""
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
@@ -54,3 +56,45 @@ class Dropout(nn.Module):
     keys = example_keys(self.make_rng("dropout"), x.shape[0], self.axis_name)
     keep = jax.vmap(lambda k: jax.random.bernoulli(k, 1.0 - self.rate, x.shape[1:]))(keys)
     return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros_like(x))
+
+
+class BatchNorm(nn.Module):
+  """BatchNorm whose statistics are exact over the global batch, padding excluded.
+
+  Same variables and defaults as `nn.BatchNorm` (scale, bias; batch_stats mean, var).
+  Unlike it, statistics come from sums and counts added over the device axis, not from
+  per-device means averaged: with a `mask` (padded batches, config.pad_batch) devices
+  hold different numbers of real examples, and an average of their means would weight
+  them wrongly.
+  """
+  use_running_average: bool
+  momentum: float = 0.99
+  epsilon: float = 1e-5
+  axis_name: str | None = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    features = x.shape[-1]
+    ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros(features, jnp.float32))
+    ra_var = self.variable("batch_stats", "var", lambda: jnp.ones(features, jnp.float32))
+    scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
+    if self.use_running_average:
+      mean, var = ra_mean.value, ra_var.value
+    else:
+      xf = x.astype(jnp.float32)
+      axes = tuple(range(x.ndim - 1))
+      weight = jnp.ones(x.shape[:1], jnp.float32) if mask is None else mask.astype(jnp.float32)
+      weight = weight.reshape((-1,) + (1,) * (x.ndim - 1))
+      sums = (jnp.sum(xf * weight, axes), jnp.sum(xf * xf * weight, axes),
+              jnp.sum(weight) * (xf.size // (x.shape[0] * features)))
+      if self.axis_name:
+        sums = jax.lax.psum(sums, self.axis_name)
+      mean = sums[0] / sums[2]
+      var = jnp.maximum(sums[1] / sums[2] - mean * mean, 0.0)
+      if not self.is_initializing():
+        ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+        ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+    y = (x.astype(jnp.float32) - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
+    return y.astype(self.dtype)

@@ -19,7 +19,8 @@ class MLP(nn.Module):
   axis_name: str | None = None
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
+    del mask  # No batch statistics.
     x = x.reshape((x.shape[0], -1))
     for i, features in enumerate(self.dense_features):
       x = nn.relu(nn.Dense(features, dtype=self.dtype, name=f"dense{i}")(x))

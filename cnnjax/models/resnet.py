@@ -7,6 +7,7 @@ global average pooling and the classifier.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import jax
@@ -15,6 +16,7 @@ from flax import linen as nn
 
 from cnnjax.errors import ConfigError
 from cnnjax.models.cnn import per_axis
+from cnnjax.models.layers import BatchNorm
 
 
 class ResNet(nn.Module):
@@ -26,10 +28,11 @@ class ResNet(nn.Module):
   axis_name: str | None = None
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
     rank = x.ndim - 2
-    norm = lambda name: nn.BatchNorm(use_running_average=not train, momentum=self.batch_norm_momentum,
-                                     axis_name=self.axis_name, dtype=self.dtype, name=name)
+    norm = lambda name: functools.partial(
+        BatchNorm(use_running_average=not train, momentum=self.batch_norm_momentum,
+                  axis_name=self.axis_name, dtype=self.dtype, name=name), mask=mask)
     for b, features in enumerate(self.conv_features):
       shortcut = x
       for i, kernel in enumerate(self.kernel_sizes):

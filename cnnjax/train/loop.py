@@ -102,7 +102,8 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
   if jax.process_count() > 1 and config.num_devices:
     raise ConfigError("num_devices", "must be 0 (all local devices) with several processes")
   devices = parallel.select_devices(config.num_devices)
-  parallel.check_divisible(config.batch_size, len(devices) * jax.process_count())
+  padded_batch = parallel.check_divisible(config.batch_size, len(devices) * jax.process_count(),
+                                          config.pad_batch)
   dataset = data.load(config.data)
   model = models.build(config.model, dataset.num_classes, dataset.input_shape, parallel.AXIS)
   table = models.summary(model, dataset.input_shape)
@@ -149,7 +150,9 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
         tick, tick_step = epoch_start, step
         for batch in pipeline.train_batches(dataset.train_images, dataset.train_labels,
                                             config.batch_size, config.seed, epoch, step % spe):
-          local = {k: v[distributed.process_slice(config.batch_size)] for k, v in batch.items()}
+          if padded_batch != config.batch_size:
+            batch = pipeline.pad(batch, padded_batch)
+          local = {k: v[distributed.process_slice(padded_batch)] for k, v in batch.items()}
           rstate, rmetrics = dmap.train_step(rstate, rmetrics, dmap.split(local))
           step += 1
           pause_point("step")

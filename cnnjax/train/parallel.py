@@ -33,10 +33,14 @@ def select_devices(num_devices: int) -> list:
   return devices[:num_devices or len(devices)]
 
 
-def check_divisible(batch_size: int, num_devices: int, field: str = "batch_size") -> None:
-  if batch_size % num_devices:
-    raise ConfigError(field, f"{batch_size} does not split evenly over {num_devices} devices; "
-                      f"use a multiple of {num_devices} or set config.num_devices")
+def check_divisible(batch_size: int, num_devices: int, pad: bool = False) -> int:
+  """The global batch size the devices get: `batch_size`, or with `pad` the next multiple
+  of the device count (the padding is masked out)."""
+  if batch_size % num_devices and not pad:
+    raise ConfigError("batch_size", f"{batch_size} does not split evenly over {num_devices} "
+                      f"devices; use a multiple of {num_devices}, set config.num_devices, or "
+                      f"set config.pad_batch=True")
+  return -(-batch_size // num_devices) * num_devices
 
 
 def _train_and_accumulate(state, metrics, batch, **kwargs):

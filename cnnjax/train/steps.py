@@ -70,11 +70,21 @@ def train_step(state, batch, *, num_classes: int, label_smoothing: float, mean: 
   x = transforms.standardize(images, mean, std)
   targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
 
+  mask = batch.get("mask")  # Present when config.pad_batch padded the global batch.
+  if mask is not None:
+    # Each device's share of the global mean over real examples, so that averaging the
+    # gradients over devices (pmean below) gives the gradient of that global mean.
+    devices = jax.lax.psum(1, axis_name) if axis_name else 1
+    real = jnp.sum(mask)
+    real = jax.lax.psum(real, axis_name) if axis_name else real
+
   def loss_fn(params):
-    logits, updates = state.apply_fn(_variables(state, params), x, train=True,
+    logits, updates = state.apply_fn(_variables(state, params), x, train=True, mask=mask,
                                      rngs={"dropout": dropout_key}, mutable=["batch_stats"])
     losses = optax.softmax_cross_entropy(logits, targets)
-    return losses.mean(), (losses, logits, updates)
+    if mask is None:
+      return losses.mean(), (losses, logits, updates)
+    return jnp.sum(jnp.where(mask, losses, 0.0)) * devices / real, (losses, logits, updates)
 
   grads, (losses, logits, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
   if axis_name:
@@ -82,9 +92,12 @@ def train_step(state, batch, *, num_classes: int, label_smoothing: float, mean: 
   new_state = state.apply_gradients(grads=grads,
                                     batch_stats=updates.get("batch_stats", state.batch_stats))
   grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
-  finite = jnp.isfinite(losses.mean()) & jnp.isfinite(grad_norm)
+  finite = jnp.isfinite(jnp.sum(losses if mask is None else jnp.where(mask, losses, 0.0)))
+  finite &= jnp.isfinite(grad_norm)
   outputs = dict(loss=losses, logits=logits, labels=labels, grad_norm=grad_norm[None],
                  nonfinite_step=jnp.where(finite, -1, state.step + 1))
+  if mask is not None:
+    outputs["mask"] = mask
   step_metrics = TrainMetrics.gather_from_model_output(axis_name=axis_name, **outputs) \
       if axis_name else TrainMetrics.single_from_model_output(**outputs)
   return new_state, step_metrics
