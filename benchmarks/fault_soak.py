@@ -21,7 +21,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-TIMING = ("images_per_second", "train_seconds", "wall_seconds")
 
 
 def command(workdir, data_dir, epochs):
@@ -30,16 +29,7 @@ def command(workdir, data_dir, epochs):
           f"--config.num_epochs={epochs}", "--config.data.eval_batch_size=8"]
 
 
-def metrics(workdir):
-  return [{k: v for k, v in json.loads(l).items() if k not in TIMING}
-          for l in (workdir / "metrics.jsonl").read_text().splitlines()]
-
-
-def latest(workdir):
-  import orbax.checkpoint as ocp
-  manager = ocp.CheckpointManager(workdir.resolve() / "checkpoints")
-  step = manager.latest_step()
-  return step, manager.restore(step, args=ocp.args.StandardRestore())
+from conftest import comparable_metrics as metrics, latest_checkpoint as latest  # noqa: E402
 
 
 def main():

@@ -44,6 +44,18 @@ def write_idx_folder(folder: Path, train: int = 256, test: int = 60, gz: bool = 
   return folder
 
 
+def comparable_metrics(workdir: Path) -> list[dict]:
+  """A run's metrics.jsonl records without their timing fields."""
+  from cnnjax.runs.metrics import read_metrics, without_timing
+  return without_timing(read_metrics(workdir / "metrics.jsonl"))
+
+
+def latest_checkpoint(workdir: Path):
+  """(step, arrays) of a run's latest checkpoint."""
+  from cnnjax.runs.checkpoints import Checkpoints
+  return Checkpoints(workdir, keep=1).restore_arrays("latest")
+
+
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory) -> Path:
   return write_idx_folder(tmp_path_factory.mktemp("tiny_idx"))

@@ -7,12 +7,11 @@ import sys
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from cnnjax import config as config_lib
 from cnnjax.train import loop
-from conftest import ROOT
+from conftest import ROOT, latest_checkpoint
 
 TINY = str(ROOT / "configs" / "tiny.py")
 
@@ -24,12 +23,11 @@ def _free_port() -> int:
 
 
 def _latest_step(workdir):
-  return ocp.CheckpointManager(workdir.resolve() / "checkpoints").latest_step()
+  return latest_checkpoint(workdir)[0]
 
 
 def _latest(workdir):
-  manager = ocp.CheckpointManager(workdir.resolve() / "checkpoints")
-  return manager.restore(manager.latest_step(), args=ocp.args.StandardRestore())
+  return latest_checkpoint(workdir)[1]
 
 
 def _two_processes(workdir, data_dir, mode, pause=""):

@@ -13,16 +13,14 @@ import time
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from cnnjax import cli
 from cnnjax import config as config_lib
 from cnnjax.train import loop, steps
-from conftest import ROOT, write_idx_folder
+from conftest import ROOT, comparable_metrics, latest_checkpoint, write_idx_folder
 
 TINY = str(ROOT / "configs" / "tiny.py")
-TIMING = ("images_per_second", "train_seconds", "wall_seconds")
 
 
 def _command(workdir, data_dir, *extra):
@@ -52,15 +50,7 @@ def _wait_for(proc, marker, timeout=120):
   raise AssertionError(f"{marker!r} never came; stderr: {''.join(seen)[-2000:]}")
 
 
-def _metrics(workdir):
-  return [{k: v for k, v in json.loads(l).items() if k not in TIMING}
-          for l in (workdir / "metrics.jsonl").read_text().splitlines()]
-
-
-def _latest(workdir):
-  manager = ocp.CheckpointManager(workdir.resolve() / "checkpoints")
-  return manager.latest_step(), manager.restore(manager.latest_step(),
-                                                args=ocp.args.StandardRestore())
+_metrics, _latest = comparable_metrics, latest_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ import signal
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from cnnjax.data import pipeline
@@ -13,17 +12,8 @@ from cnnjax.errors import WorkdirError
 from cnnjax.runs import records
 from cnnjax.train import loop
 
-TIMING = ("images_per_second", "train_seconds", "wall_seconds")
-
-
-def _latest_checkpoint(workdir):
-  manager = ocp.CheckpointManager(workdir.resolve() / "checkpoints")
-  return manager.restore(manager.latest_step(), args=ocp.args.StandardRestore())
-
-
-def _metrics(workdir):
-  lines = (workdir / "metrics.jsonl").read_text().splitlines()
-  return [{k: v for k, v in json.loads(l).items() if k not in TIMING} for l in lines]
+from conftest import comparable_metrics as _metrics, latest_checkpoint
+from cnnjax.runs.metrics import TIMING
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +78,7 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(finished_run, tmp_pa
   resumed = loop.train_and_evaluate(config, workdir)
   assert resumed["status"] == "finished"
   assert _metrics(workdir) == _metrics(reference)  # No epoch lost or written twice.
-  a, b = _latest_checkpoint(workdir), _latest_checkpoint(reference)
+  a, b = latest_checkpoint(workdir)[1], latest_checkpoint(reference)[1]
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)  # Bit for bit.
   assert len(json.loads((workdir / "run.json").read_text())["resumes"]) == 1
@@ -97,8 +87,8 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(finished_run, tmp_pa
 def test_finished_workdir_is_not_trained_again(finished_run, tmp_path):
   config, workdir, summary = finished_run
   again = loop.train_and_evaluate(config, workdir)
-  assert {k: v for k, v in again.items() if k not in TIMING + ("ended",)} == \
-      {k: v for k, v in summary.items() if k not in TIMING + ("ended",)}
+  assert {k: v for k, v in again.items() if k not in TIMING | {"ended"}} == \
+      {k: v for k, v in summary.items() if k not in TIMING | {"ended"}}
 
 
 def test_workdir_of_another_config_is_refused_naming_fields(finished_run):

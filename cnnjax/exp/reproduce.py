@@ -8,9 +8,9 @@ from typing import Any
 import cnnjax
 from cnnjax import config as config_lib
 from cnnjax.runs import records
+from cnnjax.runs.metrics import TIMING
 from cnnjax.runs.reader import read_run
 
-TIMING = {"images_per_second", "train_seconds", "wall_seconds"}
 
 
 def code_differences(run: dict[str, Any]) -> list[str]:

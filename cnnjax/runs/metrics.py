@@ -8,6 +8,15 @@ from pathlib import Path
 from typing import Any
 
 
+# Fields that measure time: they differ between two runs that computed the same thing.
+TIMING = frozenset({"images_per_second", "train_seconds", "wall_seconds"})
+
+
+def without_timing(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+  """The records with their timing fields removed: what a rerun must reproduce."""
+  return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
+
+
 def read_metrics(path: Path) -> list[dict[str, Any]]:
   """The complete lines of a metrics.jsonl; a torn last line (killed writer) is skipped."""
   records = []
