@@ -23,6 +23,9 @@ commands:
           Compares, plots and reproduces run directories (`cnnjax exp -h`).
   sweep   EXPERIMENT.py [--root DIR] [--workers N] [--retry-failed] [--dry-run]
           Trains every point of an ablation in its own run directory.
+  viz     RUN [-o DIR] [--index N | --image PATH]    PNGs: filters, feature maps, confusion, ...
+  predict RUN IMAGE ... [--top-k 3] [--json]         classifies image files
+  eval    RUN [--config.data.dir=DIR]                evaluates a checkpoint on a data set
 """
 
 
