@@ -64,8 +64,7 @@ def evaluate(dmap: parallel.DeviceMap, rstate, images, labels, batch_size: int) 
   total = None
   global_batch = -(-batch_size // dmap.global_n) * dmap.global_n
   for batch in pipeline.eval_batches(images, labels, global_batch):
-    local = {k: v[distributed.process_slice(global_batch)] for k, v in batch.items()}
-    m = dmap.unreplicate(dmap.eval_step(rstate, dmap.split(local)))
+    m = dmap.unreplicate(dmap.eval_step(rstate, dmap.split(batch)))
     total = m if total is None else total.merge(m)
     pause_point("eval")
   values = total.compute()
@@ -152,8 +151,7 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
                                             config.batch_size, config.seed, epoch, step % spe):
           if padded_batch != config.batch_size:
             batch = pipeline.pad(batch, padded_batch)
-          local = {k: v[distributed.process_slice(padded_batch)] for k, v in batch.items()}
-          rstate, rmetrics = dmap.train_step(rstate, rmetrics, dmap.split(local))
+          rstate, rmetrics = dmap.train_step(rstate, rmetrics, dmap.split(batch))
           step += 1
           pause_point("step")
           if stop.received:

@@ -18,7 +18,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from cnnjax.errors import ConfigError
-from cnnjax.train import steps
+from cnnjax.train import distributed, steps
 
 AXIS = "batch"  # The device axis name the steps and BatchNorm reduce over.
 MODES = ("pmap", "shard_map")
@@ -111,6 +111,8 @@ class DeviceMap:
   def split(self, batch: dict[str, np.ndarray]):
     """This process's share of a global batch (see distributed.process_slice) as the
     steps take it: equal slices, one per device."""
+    share = distributed.process_slice(len(batch["labels"]))
+    batch = {k: v[share] for k, v in batch.items()}
     if self.mode == "pmap":
       return {k: v.reshape((self.n, -1, *v.shape[1:])) for k, v in batch.items()}
     sharding = NamedSharding(self.mesh, P(AXIS))
