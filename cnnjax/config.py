@@ -6,6 +6,7 @@ before any data is read or anything is compiled, and its errors name the field.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 from typing import Any
@@ -209,9 +210,23 @@ def load(spec: str, overrides: dict[str, Any] | None = None) -> ml_collections.C
     raise ConfigError("<file>", f"no config file {path!r}") from e
   config = module.get_config(arg) if arg else module.get_config()
   config.lock()
+  apply_overrides(config, overrides)
+  return config
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any] | None) -> None:
+  """Sets each {'a.b': value} in place (see `override`)."""
   for field, value in (overrides or {}).items():
     override(config, field, value)
-  return config
+
+
+def with_overrides(config: ml_collections.ConfigDict,
+                   overrides: dict[str, Any] | None) -> ml_collections.ConfigDict:
+  """A locked copy of `config` with {'a.b': value} overrides; `config` is left as it is."""
+  copied = copy.deepcopy(config)  # Keeps object-typed fields (kernel_size) flexible.
+  copied.lock()
+  apply_overrides(copied, overrides)
+  return copied
 
 
 def override(config: ml_collections.ConfigDict, field: str, value: Any) -> None:

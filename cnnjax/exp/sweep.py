@@ -9,7 +9,6 @@ its share of the CPUs (and of the GPUs, where there are any).
 from __future__ import annotations
 
 import concurrent.futures
-import copy
 import importlib.util
 import json
 import os
@@ -58,10 +57,7 @@ def load_experiment(path: str | Path):
 
 
 def point_config(base, point: dict[str, Any], overrides: dict[str, Any] | None = None):
-  config = copy.deepcopy(base)
-  config.lock()
-  for field, value in {**(overrides or {}), **point}.items():
-    config_lib.override(config, field, value)
+  config = config_lib.with_overrides(base, {**(overrides or {}), **point})
   config_lib.validate(config)
   return config
 

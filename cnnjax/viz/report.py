@@ -19,10 +19,7 @@ from cnnjax.viz.evaluate import evaluate_run
 
 def _test_set(run: LoadedRun, overrides: dict[str, Any] | None = None):
   """The run's data set, or another one named by {'data.dir': ...}-style overrides."""
-  config = config_lib.from_dict(config_lib.to_dict(run.config))
-  for field, value in (overrides or {}).items():
-    config_lib.override(config, field, value)
-  return data.load(config.data)
+  return data.load(config_lib.with_overrides(run.config, overrides).data)
 
 
 def visualize(path: str | Path, output: str | Path | None = None, index: int = 0,
