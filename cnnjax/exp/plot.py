@@ -1,20 +1,19 @@
 """`cnnjax exp plot`: learning curves of several runs in one figure (PNG or SVG)."""
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 from typing import Sequence
 
 from cnnjax.config import flatten
+from cnnjax.exp.table import differing_fields
 from cnnjax.runs.reader import read_run
 
 
 def curve_labels(records, max_fields: int = 3) -> list[str]:
   """Each run's label: the config fields that differ between the runs, else its name."""
   params = [flatten(r.config) for r in records]
-  keys = sorted({k for p in params for k in p
-                 if len({json.dumps(q.get(k)) for q in params}) > 1})
+  keys = differing_fields(params)
   labels = []
   for record, p in zip(records, params):
     parts = [f"{k.split('.')[-1]}={_value(p.get(k))}" for k in keys]

@@ -141,12 +141,16 @@ def run_name(record: RunRecord, root: Path) -> str:
   return record.path.name if name == "." else name
 
 
+def differing_fields(params: Sequence[dict[str, Any]]) -> list[str]:
+  """The flattened config fields whose values are not the same in every run."""
+  keys = sorted({k for p in params for k in p})
+  return [k for k in keys if len({json.dumps(p.get(k)) for p in params}) > 1]
+
+
 def build_table(records: Sequence[tuple[str, RunRecord]], all_params: bool = False) -> Table:
   """The table of named run records: differing config fields (or all), then metrics."""
   params = [flatten(r.config) for _, r in records]
-  keys = sorted({k for p in params for k in p})
-  if not all_params:
-    keys = [k for k in keys if len({json.dumps(p.get(k)) for p in params}) > 1]
+  keys = sorted({k for p in params for k in p}) if all_params else differing_fields(params)
   rows = []
   for (name, record), p in zip(records, params):
     row = {"run": name, "status": record.status, "started": _started(record.run),
