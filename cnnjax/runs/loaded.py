@@ -16,7 +16,7 @@ import numpy as np
 
 from cnnjax import config as config_lib
 from cnnjax import models
-from cnnjax.data import transforms
+from cnnjax.data import pipeline, transforms
 from cnnjax.errors import CheckpointError
 from cnnjax.runs.checkpoints import Checkpoints, mismatches
 from cnnjax.runs.reader import read_run
@@ -43,12 +43,10 @@ class LoadedRun:
     if images.shape[1:] != self.input_shape:
       raise ValueError(f"images of shape {images.shape[1:]} do not fit the model's input "
                        f"{self.input_shape}")
-    out = []
-    for start in range(0, len(images), batch_size):
-      chunk = images[start:start + batch_size]
-      pad = batch_size - len(chunk) if len(images) > batch_size else 0  # One compiled shape.
-      padded = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)]) if pad else chunk
-      out.append(np.asarray(self._forward(self.variables, padded))[:len(chunk)])
+    out = []  # Batches of one shape (the last one padded): one compilation.
+    size = max(1, min(batch_size, len(images)))
+    for batch in pipeline.eval_batches(images, np.zeros(len(images), np.int32), size):
+      out.append(np.asarray(self._forward(self.variables, batch["images"]))[batch["mask"]])
     return np.concatenate(out)
 
   def predict(self, images: np.ndarray) -> np.ndarray:
