@@ -1,6 +1,6 @@
 """The fully convolutional network (FCN) of Wang et al. (2017) on a UCR/UEA time-series
 set: three conv blocks (128, 256, 128 filters; kernels 8, 5, 3) with BatchNorm and
-ReLU, global average pooling. The argument names the set, found under config.data.dir
+ReLU, global average pooling; batch size min(16, N_train / 10) as in the paper. The argument names the set, found under config.data.dir
 (or $CNNJAX_DATA_DIR) as NAME/NAME_TRAIN.ts and NAME/NAME_TEST.ts.
 
   cnnjax train --config configs/ucr_fcn.py:GunPoint --workdir runs/gunpoint_fcn \\
@@ -13,6 +13,7 @@ def get_config(name: str = "GunPoint"):
   config = base_config()
   config.num_epochs = 300
   config.batch_size = 16
+  config.max_batch_fraction = 0.1  # Batch min(16, N/10), as Wang et al.: 3 on ArrowHead's 36.
   config.eval_every_epochs = 10
   config.data.source = "ucr"
   config.data.name = name

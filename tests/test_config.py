@@ -4,7 +4,7 @@ from cnnjax import config as config_lib
 from cnnjax.errors import ConfigError
 from conftest import ROOT
 
-CONFIGS = ["mnist_talk.py", "mnist.py", "mnist_mlp.py", "tiny.py"]
+CONFIGS = ["mnist_talk.py", "mnist.py", "mnist_fast.py", "mnist_mlp.py", "tiny.py"]
 CONTRACT = ["seed", "num_epochs", "batch_size", "num_devices", "optimizer.learning_rate",
             "data.dir", "data.train_examples"]
 
@@ -43,6 +43,7 @@ def test_wrong_type_override_names_the_field():
 
 @pytest.mark.parametrize("field, value, message", [
     ("batch_size", 0, r"config\.batch_size: must be >= 1"),
+    ("max_batch_fraction", 1.5, r"config\.max_batch_fraction: must be in \[0, 1\]"),
     ("num_epochs", 0, r"config\.num_epochs: must be >= 1"),
     ("optimizer.learning_rate", -0.1, r"config\.optimizer\.learning_rate: must be a positive"),
     ("optimizer.name", "adagrad", r"config\.optimizer\.name: 'adagrad' is not one of 'sgd'"),

@@ -190,3 +190,14 @@ def test_real_mnist_files(mnist_dir):
   assert train_x.shape == (60000, 28, 28, 1) and test_x.shape == (10000, 28, 28, 1)
   assert np.bincount(train_y).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
   assert np.bincount(test_y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+@pytest.mark.parametrize("batch, fraction, n, expected", [
+    (16, 0.0, 36, 16),    # no cap
+    (16, 0.1, 36, 3),     # ArrowHead: min(16, 36 / 10)
+    (16, 0.1, 67, 6),     # ItalyPowerDemand
+    (16, 0.1, 200, 16),   # OSULeaf: the cap is above the batch
+    (16, 0.1, 5, 1),      # never below one example
+])
+def test_batch_size_capped_at_a_fraction_of_the_training_set(batch, fraction, n, expected):
+  assert pipeline.batch_size(batch, fraction, n) == expected

@@ -25,6 +25,7 @@ def _build(config_name, overrides=None, input_shape=(28, 28, 1)):
     ("mnist_talk.py", {"model.conv_features": (8, 16, 32)}, 8_778, 0),  # a third block
     ("mnist.py", None, 421_738, 192),
     ("mnist_mlp.py", None, 235_146, 0),
+    ("mnist_fast.py", None, 206_922, 0),   # 160 + 4,640 + 200,832 + 1,290
 ])
 def test_exact_parameter_counts(config_name, overrides, params, stats):
   model, variables = _build(config_name, overrides)
@@ -76,3 +77,29 @@ def test_bfloat16_compute_keeps_float32_parameters_and_logits():
   assert low.dtype == jnp.float32
   np.testing.assert_allclose(low, full, atol=0.1)  # bfloat16 keeps ~3 significant digits.
   assert not np.array_equal(low, full)
+
+
+def test_pool_first_without_batchnorm_is_the_same_function():
+  """ReLU and max pooling commute, so pooling first changes only the cost."""
+  _, variables = _build("mnist_fast.py")
+  x = jax.random.normal(jax.random.key(1), (4, 28, 28, 1))
+  pooled_first = models.build(config_lib.load(str(ROOT / "configs/mnist_fast.py")).model, 10,
+                              (28, 28, 1))
+  pooled_last = models.build(config_lib.load(str(ROOT / "configs/mnist_fast.py"),
+                                             {"model.pool_first": False}).model, 10, (28, 28, 1))
+  np.testing.assert_array_equal(pooled_first.apply(variables, x), pooled_last.apply(variables, x))
+
+
+def test_pool_first_with_batchnorm_normalizes_the_pooled_maps():
+  model, variables = _build("mnist.py", {"model.pool_first": True})
+  assert variables["batch_stats"]["bn0"]["mean"].shape == (32,)
+  x = jax.random.normal(jax.random.key(1), (4, 28, 28, 1))
+  _, state = model.apply(variables, x, train=True, mutable=["batch_stats", "features"],
+                         rngs={"dropout": jax.random.key(2)})
+  conv0 = nn.Conv(32, (3, 3), use_bias=False).apply(
+      {"params": variables["params"]["conv0"]}, x)
+  pooled = max_pool(conv0, 2)
+  # Running mean after one step: momentum 0.9 towards the batch mean of the pooled maps.
+  np.testing.assert_allclose(state["batch_stats"]["bn0"]["mean"], 0.1 * pooled.mean((0, 1, 2)),
+                             rtol=1e-5, atol=1e-6)
+  assert state["features"]["pool0"][-1].shape == (4, 14, 14, 32)

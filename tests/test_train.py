@@ -158,3 +158,17 @@ def test_a_run_with_a_padded_batch_trains(tiny_config, tmp_path):
   tiny_config.batch_size, tiny_config.pad_batch, tiny_config.num_epochs = 20, True, 1
   summary = train_and_evaluate(tiny_config, tmp_path / "run")
   assert summary["status"] == "finished" and summary["steps"] == 256 // 20
+
+
+def test_initial_state_compiled_without_optimizations_matches_plain_init(tiny_config):
+  """create_train_state compiles init with XLA's optimizations off (seconds faster on
+  CPU); the parameters must agree with Flax's own init to float32 rounding."""
+  import jax.numpy as jnp
+  model = models.build(tiny_config.model, 10, (28, 28, 1))
+  state = create_train_state(model, (28, 28, 1), create_optimizer(tiny_config.optimizer, 5, 1)[0], 7)
+  init_key, run_key = jax.random.split(jax.random.PRNGKey(7))
+  expected = model.init(init_key, jnp.zeros((1, 28, 28, 1)), train=False)["params"]
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+               state.params, expected)
+  np.testing.assert_array_equal(state.rng, run_key)
+  assert int(state.step) == 0

@@ -39,6 +39,13 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
   return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+def batch_size(batch_size: int, max_fraction: float, num_examples: int) -> int:
+  """`batch_size`, capped at `max_fraction` of the examples (0 = no cap; at least 1)."""
+  if not max_fraction:
+    return batch_size
+  return max(1, min(batch_size, int(num_examples * max_fraction)))
+
+
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
   return num_examples // batch_size  # The last partial batch is dropped.
 

@@ -38,6 +38,7 @@ class CNN(nn.Module):
   dense_features: Sequence[int] = ()
   head: str = "flatten"
   batch_norm: bool = False
+  pool_first: bool = False  # conv, pool, [BN], ReLU instead of conv, [BN], ReLU, pool.
   batch_norm_momentum: float = 0.9
   dropout_rate: float = 0.0
   dtype: Any = jnp.float32  # Compute dtype (bfloat16 on accelerators); parameters stay float32.
@@ -52,13 +53,17 @@ class CNN(nn.Module):
     for i, (features, kernel) in enumerate(zip(self.conv_features, self.kernel_sizes)):
       x = nn.Conv(features, per_axis(kernel, rank, "model.kernel_size"), padding=padding,
                   use_bias=not self.batch_norm, dtype=self.dtype, name=f"conv{i}")(x)
+      pooled = max(pool) > 1
+      if pooled and self.pool_first:
+        x = max_pool(x, pool)
       if self.batch_norm:
         x = BatchNorm(use_running_average=not train, momentum=self.batch_norm_momentum,
                       axis_name=self.axis_name, dtype=self.dtype, name=f"bn{i}")(x, mask)
       x = nn.relu(x)
       self.sow("features", f"relu{i}", x)  # Kept only when "features" is mutable (viz).
-      if max(pool) > 1:
+      if pooled and not self.pool_first:
         x = max_pool(x, pool)
+      if pooled:
         self.sow("features", f"pool{i}", x)
     x = x.mean(axis=tuple(range(1, rank + 1))) if self.head == "global_avg" else x.reshape((x.shape[0], -1))
     for i, features in enumerate(self.dense_features):
@@ -129,5 +134,6 @@ def build(c, num_classes: int, axis_name: str | None = None) -> CNN:
   return CNN(num_classes=num_classes, conv_features=tuple(c.conv_features),
              kernel_sizes=_kernels(c), pool_size=c.pool_size, padding=c.padding,
              dense_features=tuple(c.dense_features), head=c.head, batch_norm=c.batch_norm,
-             batch_norm_momentum=c.batch_norm_momentum, dropout_rate=c.dropout_rate,
+             pool_first=c.pool_first, batch_norm_momentum=c.batch_norm_momentum,
+             dropout_rate=c.dropout_rate,
              dtype=jnp.dtype(c.dtype), axis_name=axis_name)

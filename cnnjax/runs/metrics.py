@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,36 +35,54 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 class MetricsWriter:
   """Appends one record per epoch; on resume keeps only records up to `resume_step`,
-  so no step appears twice."""
+  so no step appears twice.
+
+  metrics.jsonl is written (and fsynced) before `write` returns. TensorBoard events go
+  through one background thread, which also imports tensorboardX (seconds, when it finds
+  PyTorch installed) while training starts; `close` waits for it.
+  """
 
   def __init__(self, workdir: Path, resume_step: int, enabled: bool = True):
     """`enabled=False` (processes other than 0) keeps the records in memory only."""
     self.path = workdir / "metrics.jsonl"
     kept = [r for r in read_metrics(self.path) if r["step"] <= resume_step]
-    self.records, self._tb = kept, None
+    self.records, self._tb, self._events = kept, None, None
     if not enabled:
       return
     tmp = self.path.with_name(".metrics.jsonl.tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
     os.replace(tmp, self.path)
-    from tensorboardX import SummaryWriter  # Writes event files without TensorFlow.
+    self._events = ThreadPoolExecutor(1, thread_name_prefix="tensorboard")
     # purge_step makes TensorBoard drop events a killed session wrote past the resume point.
-    self._tb = SummaryWriter(str(workdir / "tensorboard"),
-                             purge_step=resume_step + 1 if resume_step else None)
+    self._tb = self._events.submit(_summary_writer, workdir / "tensorboard",
+                                   resume_step + 1 if resume_step else None)
 
   def write(self, record: dict[str, Any]) -> None:
     self.records.append(record)
-    if self._tb is None:
+    if self._events is None:
       return
     with open(self.path, "a") as f:
       f.write(json.dumps(record) + "\n")
       f.flush()
       os.fsync(f.fileno())
+    self._events.submit(self._add_scalars, record)
+
+  def _add_scalars(self, record: dict[str, Any]) -> None:
+    tb = self._tb.result()
     for key, value in record.items():
       if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
-        self._tb.add_scalar(key, value, record["step"])
-    self._tb.flush()
+        tb.add_scalar(key, value, record["step"])
+    tb.flush()
 
   def close(self) -> None:
-    if self._tb is not None:
-      self._tb.close()
+    """Waits for the pending TensorBoard events; raises what writing them raised."""
+    if self._events is not None:
+      self._events.submit(lambda: self._tb.result().close())
+      self._events.shutdown(wait=True)
+      self._events = None
+      self._tb.result()
+
+
+def _summary_writer(logdir: Path, purge_step: int | None):
+  from tensorboardX import SummaryWriter  # Writes event files without TensorFlow.
+  return SummaryWriter(str(logdir), purge_step=purge_step)

@@ -59,6 +59,10 @@ class _StopSignal:
       signal.signal(sig, handler)
 
 
+# One compilation, where computing eagerly compiles every op of it on its first use.
+_compute = jax.jit(lambda metrics: metrics.compute())
+
+
 def evaluate(dmap: parallel.DeviceMap, rstate, images, labels, batch_size: int) -> dict:
   """Loss and accuracy over every example exactly once (padding is masked out)."""
   total = None
@@ -67,7 +71,7 @@ def evaluate(dmap: parallel.DeviceMap, rstate, images, labels, batch_size: int) 
     m = dmap.unreplicate(dmap.eval_step(rstate, dmap.split(batch)))
     total = m if total is None else total.merge(m)
     pause_point("eval")
-  values = total.compute()
+  values = _compute(total)
   return {"test_loss": float(values["loss"]), "test_accuracy": float(values["accuracy"]),
           "test_examples": int(total.accuracy.count)}
 
@@ -101,9 +105,11 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
   if jax.process_count() > 1 and config.num_devices:
     raise ConfigError("num_devices", "must be 0 (all local devices) with several processes")
   devices = parallel.select_devices(config.num_devices)
-  padded_batch = parallel.check_divisible(config.batch_size, len(devices) * jax.process_count(),
-                                          config.pad_batch)
   dataset = data.load(config.data)
+  batch_size = pipeline.batch_size(config.batch_size, config.max_batch_fraction,
+                                   len(dataset.train_labels))
+  padded_batch = parallel.check_divisible(batch_size, len(devices) * jax.process_count(),
+                                          config.pad_batch)
   model = models.build(config.model, dataset.num_classes, dataset.input_shape, parallel.AXIS)
   table = models.summary(model, dataset.input_shape)
   if writer:
@@ -115,7 +121,7 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
     (workdir / "model_summary.txt").write_text(table)
   write_summary = records.write_json if writer else (lambda *_: None)
 
-  spe = pipeline.steps_per_epoch(len(dataset.train_labels), config.batch_size)
+  spe = pipeline.steps_per_epoch(len(dataset.train_labels), batch_size)
   total_steps = spe * config.num_epochs
   tx, schedule = create_optimizer(config.optimizer, spe, config.num_epochs)
   state = create_train_state(model, dataset.input_shape, tx, config.seed)
@@ -133,10 +139,11 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
   if step:
     print(f"resuming {workdir} at step {step}/{total_steps}", flush=True)
   summary = {"status": "running", "params": models.param_count(state.params),
+             "batch_size": batch_size,
              "steps_per_epoch": spe, "total_steps": total_steps,
              "input_shape": list(dataset.input_shape), "num_classes": dataset.num_classes,
              "class_names": list(dataset.class_names)}
-  write_summary(workdir / "summary.json", {**summary, **_summary_metrics(log.records, config.batch_size)})
+  write_summary(workdir / "summary.json", {**summary, **_summary_metrics(log.records, batch_size)})
 
   status, error = "failed", None
   try:
@@ -148,29 +155,29 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
         epoch_start, epoch_start_step = time.time(), step
         tick, tick_step = epoch_start, step
         for batch in pipeline.train_batches(dataset.train_images, dataset.train_labels,
-                                            config.batch_size, config.seed, epoch, step % spe):
-          if padded_batch != config.batch_size:
+                                            batch_size, config.seed, epoch, step % spe):
+          if padded_batch != batch_size:
             batch = pipeline.pad(batch, padded_batch)
           rstate, rmetrics = dmap.train_step(rstate, rmetrics, dmap.split(batch))
           step += 1
           pause_point("step")
           if stop.received:
             saved = dmap.unreplicate({"state": rstate, "epoch_metrics": rmetrics})
-            _check_finite(saved["epoch_metrics"].compute(), ckpts)
+            _check_finite(_compute(saved["epoch_metrics"]), ckpts)
             ckpts.save(step, saved, best=False)
             raise Interrupted(f"{stop.received} at step {step}: checkpoint saved; run the same "
                               f"command to resume")
           if config.log_every_seconds and time.time() - tick >= config.log_every_seconds:
-            rate = (step - tick_step) * config.batch_size / (time.time() - tick)
+            rate = (step - tick_step) * batch_size / (time.time() - tick)
             _print_progress(epoch, config.num_epochs, step - epoch * spe, spe, rate,
-                            total_steps - step, config.batch_size)
+                            total_steps - step, batch_size)
             tick, tick_step = time.time(), step
         epoch_seconds = time.time() - epoch_start
         last_epoch = epoch + 1 == config.num_epochs
         if (epoch + 1) % config.eval_every_epochs and not last_epoch:
           train_seconds += epoch_seconds
           continue  # Train metrics keep accumulating until the next evaluation.
-        train = dmap.unreplicate(rmetrics).compute()  # Waits for the epoch's steps.
+        train = _compute(dmap.unreplicate(rmetrics))  # Waits for the epoch's steps.
         epoch_seconds = time.time() - epoch_start
         train_seconds += epoch_seconds
         _check_finite(train, ckpts)
@@ -181,13 +188,13 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
             "train_loss": float(train["loss"]), "train_accuracy": float(train["accuracy"]),
             "test_loss": test["test_loss"], "test_accuracy": test["test_accuracy"],
             "learning_rate": float(schedule(step - 1)), "grad_norm": float(train["grad_norm"]),
-            "images_per_second": (step - epoch_start_step) * config.batch_size / epoch_seconds,
+            "images_per_second": (step - epoch_start_step) * batch_size / epoch_seconds,
             "train_seconds": train_seconds,
             "wall_seconds": wall_before + time.time() - wall_start,
         }
         log.write(record)
         write_summary(workdir / "summary.json",
-                      {**summary, **_summary_metrics(log.records, config.batch_size)})
+                      {**summary, **_summary_metrics(log.records, batch_size)})
         print(f"epoch {epoch + 1}/{config.num_epochs}  train loss {record['train_loss']:.4f} "
               f"acc {record['train_accuracy']:.4f}  test loss {record['test_loss']:.4f} "
               f"acc {record['test_accuracy']:.4f}  {record['images_per_second']:,.0f} img/s",
@@ -209,7 +216,7 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
   finally:
     ckpts.close()
     log.close()
-    summary.update(_summary_metrics(log.records, config.batch_size), status=status,
+    summary.update(_summary_metrics(log.records, batch_size), status=status,
                    ended=records.now(), wall_seconds=wall_before + time.time() - wall_start)
     if error:
       summary["error"] = error

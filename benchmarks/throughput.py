@@ -1,0 +1,184 @@
+"""Training and eval throughput of cnnjax against PyTorch eager, side by side.
+
+  pip install -e ".[bench]"            # adds PyTorch's CPU build
+  python benchmarks/throughput.py [--models talk,default] [--steps 30] [--repeats 5]
+
+The networks: "talk" is configs/mnist_talk.py (batch 128, SGD with momentum), "default"
+is configs/mnist.py (BatchNorm, dropout, random shifts, label smoothing, AdamW); the
+PyTorch twins are in benchmarks/torch_reference.py. Each (framework, network) runs in a
+process of its own, one after another, on MNIST-shaped random pixels (throughput does
+not depend on the values). cnnjax goes through its real train step (DeviceMap, host
+batches from the in-memory pipeline, metrics accumulated on the device).
+
+Columns: images/second = median of --repeats timings of --steps steps after warm-up;
+first step = seconds of the first step (compilation, for cnnjax); eval = seconds to
+evaluate 10,000 test images (median of 3, after warm-up); peak RSS of the process.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+CONFIGS = {"talk": "configs/mnist_talk.py", "default": "configs/mnist.py"}
+TRAIN, TEST = 60_000, 10_000
+
+
+def _data(n: int, seed: int):
+  rng = np.random.default_rng(seed)
+  return (rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8),
+          rng.integers(0, 10, n).astype(np.int32))
+
+
+def _peak_rss_mib() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _median_rate(run_steps, steps: int, batch: int, repeats: int) -> float:
+  rates = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    run_steps(steps)
+    rates.append(steps * batch / (time.perf_counter() - start))
+  return statistics.median(rates)
+
+
+def _median_seconds(fn, repeats: int = 3) -> float:
+  fn()  # Warm-up (compiles the eval step).
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def jax_worker(name: str, steps: int, repeats: int) -> dict:
+  import jax
+
+  from cnnjax import config as config_lib, models
+  from cnnjax.data import pipeline
+  from cnnjax.train import loop, parallel
+  from cnnjax.train import steps as steps_lib
+  from cnnjax.train.optim import create_optimizer
+  from cnnjax.train.state import create_train_state
+
+  config = config_lib.load(str(HERE.parent / CONFIGS[name]))
+  shape = (28, 28, 1)
+  images, labels = _data(TRAIN, 0)
+  test_images, test_labels = _data(TEST, 1)
+  devices = parallel.select_devices(config.num_devices)
+  dmap = parallel.DeviceMap(config.parallel, devices, config, 10)
+  model = models.build(config.model, 10, shape, parallel.AXIS)
+  spe = pipeline.steps_per_epoch(TRAIN, config.batch_size)
+  tx, _ = create_optimizer(config.optimizer, spe, config.num_epochs)
+  state = create_train_state(model, shape, tx, config.seed)
+  carry = [dmap.replicate(state), dmap.replicate(steps_lib.TrainMetrics.empty())]
+  batches = iter(())
+
+  def run_steps(n):
+    nonlocal batches
+    for _ in range(n):
+      batch = next(batches, None)
+      if batch is None:
+        batches = pipeline.train_batches(images, labels, config.batch_size, 0, 0)
+        batch = next(batches)
+      carry[:] = dmap.train_step(*carry, dmap.split(batch))
+    jax.block_until_ready(carry)
+
+  start = time.perf_counter()
+  run_steps(1)
+  first = time.perf_counter() - start
+  run_steps(10)
+  rate = _median_rate(run_steps, steps, config.batch_size, repeats)
+  eval_seconds = _median_seconds(lambda: loop.evaluate(
+      dmap, carry[0], test_images, test_labels, config.data.eval_batch_size))
+  return {"images_per_second": rate, "first_step_seconds": first, "eval_seconds": eval_seconds,
+          "batch": config.batch_size, "devices": f"{len(devices)} {devices[0].platform}"}
+
+
+def torch_worker(name: str, steps: int, repeats: int) -> dict:
+  import torch
+
+  sys.path.insert(0, str(HERE))
+  import torch_reference as ref
+
+  torch.set_num_threads(os.cpu_count())
+  model, opt, loss_fn, shift = ref.make(name)
+  images, labels = _data(TRAIN, 0)
+  test_images, test_labels = _data(TEST, 1)
+  x_all = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+  y_all = torch.from_numpy(labels.astype(np.int64))
+  generator = torch.Generator().manual_seed(0)
+  batch, position = 128, [0]
+
+  def run_steps(n):
+    for _ in range(n):
+      if position[0] + batch > TRAIN:
+        position[0] = 0
+      idx = slice(position[0], position[0] + batch)
+      ref.train_step(model, opt, loss_fn, shift, x_all[idx], y_all[idx], generator)
+      position[0] += batch
+
+  start = time.perf_counter()
+  run_steps(1)
+  first = time.perf_counter() - start
+  run_steps(10)
+  rate = _median_rate(run_steps, steps, batch, repeats)
+  eval_seconds = _median_seconds(lambda: ref.accuracy(model, test_images, test_labels))
+  return {"images_per_second": rate, "first_step_seconds": first, "eval_seconds": eval_seconds,
+          "batch": batch, "devices": f"{torch.get_num_threads()} CPU threads"}
+
+
+def run_worker(framework: str, name: str, args) -> dict:
+  cmd = [sys.executable, __file__, "--worker", f"{framework}:{name}", "--steps", str(args.steps),
+         "--repeats", str(args.repeats)]
+  out = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent)
+  lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
+  if out.returncode or not lines:
+    sys.exit(f"{framework}:{name} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
+  return json.loads(lines[-1])
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--models", default="talk,default")
+  parser.add_argument("--steps", type=int, default=30, help="steps per timing")
+  parser.add_argument("--repeats", type=int, default=5, help="timings; the median is reported")
+  parser.add_argument("--worker", help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.worker:
+    framework, name = args.worker.split(":")
+    result = (jax_worker if framework == "cnnjax" else torch_worker)(name, args.steps, args.repeats)
+    print(json.dumps({**result, "peak_rss_mib": _peak_rss_mib()}), flush=True)
+    return
+
+  if importlib.util.find_spec("torch") is None:
+    sys.exit("PyTorch is not installed: pip install -e \".[bench]\"")
+  print(f"{os.cpu_count()} CPU cores; --steps {args.steps}, median of {args.repeats}\n")
+  header = ("| network | framework | devices | batch | images/s | first step s | eval 10k s "
+            "| peak RSS MiB | cnnjax / PyTorch |")
+  print(header)
+  print("|" + " --- |" * 9)
+  for name in args.models.split(","):
+    results = {fw: run_worker(fw, name, args) for fw in ("cnnjax", "torch")}
+    ratio = results["cnnjax"]["images_per_second"] / results["torch"]["images_per_second"]
+    for fw, r in results.items():
+      print(f"| {name} | {'cnnjax' if fw == 'cnnjax' else 'PyTorch eager'} | {r['devices']} "
+            f"| {r['batch']} | {r['images_per_second']:,.0f} | {r['first_step_seconds']:.2f} "
+            f"| {r['eval_seconds']:.3f} | {r['peak_rss_mib']:,.0f} "
+            f"| {f'{ratio:.2f}x' if fw == 'cnnjax' else ''} |", flush=True)
+
+
+if __name__ == "__main__":
+  main()

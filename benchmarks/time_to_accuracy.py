@@ -1,0 +1,161 @@
+"""Wall time from process start to a test accuracy on the real MNIST files: cnnjax's
+configs against the PyTorch MNIST example, run one after another on this machine.
+
+  pip install -e ".[bench]"            # adds PyTorch's CPU build
+  python benchmarks/time_to_accuracy.py --data-dir ../shared/data/mnist [--skip-torch]
+
+Rows: `cnnjax train --config configs/mnist_fast.py` to 99.0%, `configs/mnist.py` to
+99.4%, and the PyTorch example (benchmarks/torch_reference.py: ExampleNet, Adadelta
+lr 1.0, StepLR 0.7, batch 64, evaluated after every epoch) to 99.0%. Each runs as its
+own process; the clock starts just before the process is launched and stops when the
+evaluation that first reaches the target is written (cnnjax: a line of metrics.jsonl;
+PyTorch: a line on stdout), so imports, data loading and compilation count. A run stops
+there (cnnjax saves a checkpoint on SIGTERM) unless --full. Peak RSS is the process's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+FLAX_EXAMPLE_SECONDS = 503  # Flax's MNIST example on this kind of machine (issue 5), not run here.
+
+
+def _finish(proc: subprocess.Popen, stop: bool) -> float:
+  """Waits for the process (after SIGTERM if `stop`); returns its peak RSS in MiB."""
+  if stop and proc.poll() is None:
+    proc.send_signal(signal.SIGTERM)
+  _, status, usage = os.wait4(proc.pid, 0)
+  proc.returncode = os.waitstatus_to_exitcode(status)
+  return usage.ru_maxrss / 1024
+
+
+def run_cnnjax(config: str, target: float, data_dir: str, workdir: Path, full: bool,
+               overrides: list[str]) -> dict:
+  metrics = workdir / "metrics.jsonl"
+  cmd = [sys.executable, "-m", "cnnjax", "train", "--config", config, "--workdir", str(workdir),
+         *overrides]
+  env = {**os.environ, "CNNJAX_DATA_DIR": data_dir}
+  log = open(workdir.with_suffix(".log"), "w")
+  start = time.time()
+  proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+  seen, reached, records = 0, None, []
+  while proc.poll() is None or seen < len(_read(metrics)):
+    records = _read(metrics)
+    for r in records[seen:]:
+      if reached is None and r["test_accuracy"] >= target:
+        reached = {"seconds": time.time() - start, "epoch": r["epoch"]}
+    seen = len(records)
+    if reached and not full:
+      break
+    time.sleep(0.05)
+  rss = _finish(proc, stop=not full)
+  if proc.returncode not in (0, 3):  # 3: stopped by our SIGTERM, checkpoint saved.
+    sys.exit(f"{config} failed (exit {proc.returncode}); see {log.name}")
+  return {"reached": reached, "last": records[-1] if records else {}, "rss": rss,
+          "total": time.time() - start}
+
+
+def _read(path: Path) -> list[dict]:
+  try:
+    return [json.loads(l) for l in path.read_text().splitlines() if l.endswith("}")]
+  except FileNotFoundError:
+    return []
+
+
+def run_torch(target: float, data_dir: str, full: bool, max_epochs: int) -> dict:
+  cmd = [sys.executable, __file__, "--worker", "--data-dir", data_dir,
+         "--max-epochs", str(max_epochs)]
+  start = time.time()
+  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+  reached, last = None, {}
+  for line in proc.stdout:
+    last = json.loads(line)
+    if reached is None and last["test_accuracy"] >= target:
+      reached = {"seconds": time.time() - start, "epoch": last["epoch"]}
+      if not full:
+        break
+  rss = _finish(proc, stop=not full)
+  return {"reached": reached, "last": last, "rss": rss, "total": time.time() - start}
+
+
+def torch_worker(data_dir: str, max_epochs: int) -> None:
+  """The PyTorch MNIST example's training, one JSON line per epoch."""
+  import torch
+
+  sys.path.insert(0, str(HERE))
+  import torch_reference as ref
+
+  from cnnjax.data import idx
+
+  torch.set_num_threads(os.cpu_count())
+  train_images, train_labels, test_images, test_labels = idx.load_folder(Path(data_dir), 10)
+  model, opt, loss_fn, _ = ref.make("example", seed=1)
+  sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.7)
+  x = ref.to_tensor(train_images)
+  y = torch.from_numpy(train_labels.astype("int64"))
+  generator = torch.Generator().manual_seed(1)
+  for epoch in range(1, max_epochs + 1):
+    order = torch.randperm(len(y), generator=generator)
+    for start in range(0, len(y), 64):  # The example keeps the last partial batch.
+      i = order[start:start + 64]
+      opt.zero_grad(set_to_none=True)
+      loss_fn(model(x[i]), y[i]).backward()
+      opt.step()
+    sched.step()
+    acc = ref.accuracy(model, test_images, test_labels)
+    print(json.dumps({"epoch": epoch, "test_accuracy": acc}), flush=True)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--data-dir", default=os.environ.get("CNNJAX_DATA_DIR"),
+                      help="folder of the MNIST IDX files (default: $CNNJAX_DATA_DIR)")
+  parser.add_argument("--full", action="store_true", help="let every run finish")
+  parser.add_argument("--skip-torch", action="store_true")
+  parser.add_argument("--max-epochs", type=int, default=14, help="PyTorch example's epochs")
+  parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if not args.data_dir:
+    sys.exit("pass --data-dir (or set CNNJAX_DATA_DIR) to the folder of the MNIST IDX files")
+  if args.worker:
+    return torch_worker(args.data_dir, args.max_epochs)
+
+  rows = []
+  with tempfile.TemporaryDirectory(prefix="cnnjax_tta_") as tmp:
+    for config, target in (("configs/mnist_fast.py", 0.99), ("configs/mnist.py", 0.994)):
+      result = run_cnnjax(config, target, args.data_dir, Path(tmp) / Path(config).stem,
+                          args.full, [])
+      rows.append((f"cnnjax {config}", target, result))
+      print(f"{config}: {result['reached']}", file=sys.stderr, flush=True)
+  reference = None
+  if not args.skip_torch:
+    result = run_torch(0.99, args.data_dir, args.full, args.max_epochs)
+    rows.append(("PyTorch MNIST example", 0.99, result))
+    reference = result["reached"]["seconds"] if result["reached"] else None
+  print(f"\n| run | target | epoch reached | seconds to target | last test acc | peak RSS MiB "
+        f"| PyTorch example / this | Flax example ({FLAX_EXAMPLE_SECONDS} s, quoted) / this |")
+  print("|" + " --- |" * 8)
+  for row in rows:
+    _print_row(*row, reference=reference)
+
+
+def _print_row(name: str, target: float, result: dict, reference: float | None) -> None:
+  reached = result["reached"]
+  seconds = f"{reached['seconds']:.1f}" if reached else f"not reached ({result['total']:.0f} s)"
+  ratio = lambda ref: f"{ref / reached['seconds']:.1f}x" if reached and ref else ""
+  print(f"| {name} | {target:.1%} | {reached['epoch'] if reached else '-'} | {seconds} "
+        f"| {result['last'].get('test_accuracy', float('nan')):.2%} | {result['rss']:,.0f} "
+        f"| {ratio(reference)} | {ratio(FLAX_EXAMPLE_SECONDS)} |", flush=True)
+
+
+if __name__ == "__main__":
+  main()
