@@ -70,6 +70,11 @@ class DeviceMap:
     if mode not in MODES:
       raise ConfigError("parallel", f"{mode!r} is not one of {', '.join(map(repr, MODES))}")
     self.mode, self.devices, self.n = mode, list(devices), len(devices)
+    # Several simulated CPU devices (--xla_force_host_platform_device_count) share one
+    # thread pool; with steps queued ahead, their collectives can take every thread
+    # while a device still waits to start, and XLA aborts the stuck rendezvous. The loop
+    # runs their steps one at a time.
+    self.host_devices = self.n > 1 and self.devices[0].platform == "cpu"
     self.processes = jax.process_count()
     self.global_n = self.n * self.processes  # Every process brings its local devices.
     self.mesh = Mesh(np.array(self.devices if self.processes == 1 else jax.devices()), (AXIS,))
