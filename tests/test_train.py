@@ -172,3 +172,12 @@ def test_initial_state_compiled_without_optimizations_matches_plain_init(tiny_co
                state.params, expected)
   np.testing.assert_array_equal(state.rng, run_key)
   assert int(state.step) == 0
+
+
+def test_cpu_devices_once_jax_runs_must_match_the_running_count():
+  from cnnjax.errors import ConfigError
+  jax.devices()  # JAX has started (with the 8 devices of conftest).
+  parallel.use_cpu_devices(0)
+  parallel.use_cpu_devices(NUM_DEVICES)
+  with pytest.raises(ConfigError, match=r"config\.cpu_devices: JAX already runs 8 CPU devices"):
+    parallel.use_cpu_devices(2)

@@ -88,7 +88,8 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, Any]:
   """Trains `config` in `workdir` (resuming what is there) and returns its summary."""
   wall_start = time.time()
   config_lib.validate(config)
-  distributed.initialize(config)  # Before JAX picks its devices.
+  parallel.use_cpu_devices(config.cpu_devices)  # Both before JAX picks its devices.
+  distributed.initialize(config)
   workdir = Path(workdir)
   lock = records.Lock(workdir)
   try:
