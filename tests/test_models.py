@@ -61,11 +61,44 @@ def test_summary_lists_layers_shapes_and_total():
 
 
 @pytest.mark.parametrize("shape", [(3, 28, 28, 5), (2, 7, 9, 3), (2, 16, 4), (1, 6, 6, 6, 2)])
-def test_max_pool_equals_flax_valid_pooling(shape):
+@pytest.mark.parametrize("ties", [False, True])
+def test_max_pool_and_its_gradient_equal_flax_valid_pooling(shape, ties):
   x = jax.random.normal(jax.random.key(1), shape)
+  if ties:  # ReLU outputs: windows of equal zeros; the gradient goes to the first.
+    x = jnp.round(jax.nn.relu(x))
   rank = len(shape) - 2
-  expected = nn.max_pool(x, (2,) * rank, strides=(2,) * rank, padding="VALID")
-  np.testing.assert_array_equal(max_pool(x, 2), expected)
+  flax_pool = lambda x: nn.max_pool(x, (2,) * rank, strides=(2,) * rank, padding="VALID")
+  np.testing.assert_array_equal(max_pool(x, 2), flax_pool(x))
+  weights = jax.random.normal(jax.random.key(2), flax_pool(x).shape)
+  grad = lambda pool: jax.grad(lambda x: jnp.sum(pool(x) * weights))(x)
+  np.testing.assert_array_equal(grad(lambda x: max_pool(x, 2)), grad(flax_pool))
+
+
+class PlainFlaxCNN(nn.Module):
+  """configs/mnist_talk.py written with stock Flax layers only: the reference for the
+  fast layers of cnnjax.models (reshape max pooling with its own gradient)."""
+
+  @nn.compact
+  def __call__(self, x):
+    for i, features in enumerate((8, 16)):
+      x = nn.relu(nn.Conv(features, (3, 3), padding="SAME", name=f"conv{i}")(x))
+      x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+    return nn.Dense(10, name="classifier")(x.reshape((x.shape[0], -1)))
+
+
+def test_talk_cnn_equals_stock_flax_layers_in_value_and_gradient():
+  model, variables = _build("mnist_talk.py")
+  x = jax.random.normal(jax.random.key(3), (8, 28, 28, 1))
+  labels = jnp.arange(8) % 10
+
+  def loss(apply, params):
+    logits = apply({"params": params}, x)
+    return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(8), labels])
+
+  ours = jax.value_and_grad(lambda p: loss(model.apply, p))(variables["params"])
+  stock = jax.value_and_grad(lambda p: loss(PlainFlaxCNN().apply, p))(variables["params"])
+  np.testing.assert_allclose(ours[0], stock[0], rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), ours[1], stock[1])
 
 
 def test_bfloat16_compute_keeps_float32_parameters_and_logits():

@@ -69,8 +69,6 @@ def evaluate(dmap: parallel.DeviceMap, rstate, images, labels, batch_size: int) 
   global_batch = -(-batch_size // dmap.global_n) * dmap.global_n
   for batch in pipeline.eval_batches(images, labels, global_batch):
     m = dmap.unreplicate(dmap.eval_step(rstate, dmap.split(batch)))
-    if dmap.host_devices:
-      jax.block_until_ready(m)  # See DeviceMap.host_devices.
     total = m if total is None else total.merge(m)
     pause_point("eval")
   values = _compute(total)
@@ -161,8 +159,6 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
                                             batch_size, config.seed, epoch, step % spe):
           if padded_batch != batch_size:
             batch = pipeline.pad(batch, padded_batch)
-          if dmap.host_devices:
-            jax.block_until_ready(rmetrics)  # See DeviceMap.host_devices.
           rstate, rmetrics = dmap.train_step(rstate, rmetrics, dmap.split(batch))
           step += 1
           pause_point("step")

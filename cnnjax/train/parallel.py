@@ -80,7 +80,8 @@ class DeviceMap:
   """Places state and batches on the devices and maps the steps over them.
 
   `train_step(state, metrics, batch)` returns the new state and the metrics merged with
-  this step's (they accumulate on the devices: the host never waits for a step);
+  this step's (they accumulate on the devices: the host does not wait for a step, except
+  on simulated CPU devices, see `host_devices`);
   `eval_step(state, batch)` returns the batch's eval metrics.
   """
 
@@ -88,10 +89,10 @@ class DeviceMap:
     if mode not in MODES:
       raise ConfigError("parallel", f"{mode!r} is not one of {', '.join(map(repr, MODES))}")
     self.mode, self.devices, self.n = mode, list(devices), len(devices)
-    # Several simulated CPU devices (--xla_force_host_platform_device_count) share one
-    # thread pool; with steps queued ahead, their collectives can take every thread
-    # while a device still waits to start, and XLA aborts the stuck rendezvous. The loop
-    # runs their steps one at a time.
+    # Several simulated CPU devices (config.cpu_devices, or XLA_FLAGS=
+    # --xla_force_host_platform_device_count) share one thread pool; with steps queued
+    # ahead, their collectives can take every thread while a device still waits to
+    # start, and XLA aborts the stuck rendezvous. Their steps run one at a time.
     self.host_devices = self.n > 1 and self.devices[0].platform == "cpu"
     self.processes = jax.process_count()
     self.global_n = self.n * self.processes  # Every process brings its local devices.
@@ -101,8 +102,8 @@ class DeviceMap:
     if mode == "pmap":
       # With several processes pmap spans every process's local devices.
       pmap_devices = self.devices if self.processes == 1 else None
-      self.train_step = jax.pmap(train, axis_name=AXIS, devices=pmap_devices, donate_argnums=(0, 1))
-      self.eval_step = jax.pmap(evaluate, axis_name=AXIS, devices=pmap_devices)
+      self._train_step = jax.pmap(train, axis_name=AXIS, devices=pmap_devices, donate_argnums=(0, 1))
+      self._eval_step = jax.pmap(evaluate, axis_name=AXIS, devices=pmap_devices)
     else:
       # Outputs are replicated because the steps reduce over AXIS (pmean, all_gather in
       # CLU, BatchNorm); JAX cannot infer that through CLU's gather, so the check is off
@@ -110,8 +111,17 @@ class DeviceMap:
       sharded = lambda f, n_in: jax.shard_map(
           f, mesh=self.mesh, in_specs=(P(),) * (n_in - 1) + (P(AXIS),), out_specs=P(),
           check_vma=False)
-      self.train_step = jax.jit(sharded(train, 3), donate_argnums=(0, 1))
-      self.eval_step = jax.jit(sharded(evaluate, 2))
+      self._train_step = jax.jit(sharded(train, 3), donate_argnums=(0, 1))
+      self._eval_step = jax.jit(sharded(evaluate, 2))
+
+  def train_step(self, state, metrics, batch):
+    if self.host_devices:
+      jax.block_until_ready(metrics)  # The previous step first (see host_devices).
+    return self._train_step(state, metrics, batch)
+
+  def eval_step(self, state, batch):
+    metrics = self._eval_step(state, batch)
+    return jax.block_until_ready(metrics) if self.host_devices else metrics
 
   def replicate(self, tree):
     """A copy of `tree` on every device."""
