@@ -66,7 +66,7 @@ def _median_seconds(fn, repeats: int = 3) -> float:
 def jax_worker(name: str, steps: int, repeats: int) -> dict:
   import jax
 
-  from cnnjax import config as config_lib, models
+  from cnnjax import config as config_lib, models, runtime
   from cnnjax.data import pipeline
   from cnnjax.train import loop, parallel
   from cnnjax.train import steps as steps_lib
@@ -75,7 +75,7 @@ def jax_worker(name: str, steps: int, repeats: int) -> dict:
 
   config = config_lib.load(str(HERE.parent / CONFIGS[name]))
   shape = (28, 28, 1)
-  parallel.use_cpu_devices(config.cpu_devices)
+  runtime.use_cpu_devices(config.cpu_devices)
   images, labels = _data(TRAIN, 0)
   test_images, test_labels = _data(TEST, 1)
   devices = parallel.select_devices(config.num_devices)

@@ -3,7 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-from cnnjax import models
+from cnnjax import models, runtime
 from cnnjax.train import parallel, steps
 from cnnjax.train.optim import create_optimizer
 from cnnjax.train.state import create_train_state
@@ -177,7 +177,7 @@ def test_initial_state_compiled_without_optimizations_matches_plain_init(tiny_co
 def test_cpu_devices_once_jax_runs_must_match_the_running_count():
   from cnnjax.errors import ConfigError
   jax.devices()  # JAX has started (with the 8 devices of conftest).
-  parallel.use_cpu_devices(0)
-  parallel.use_cpu_devices(NUM_DEVICES)
+  runtime.use_cpu_devices(0)
+  runtime.use_cpu_devices(NUM_DEVICES)
   with pytest.raises(ConfigError, match=r"config\.cpu_devices: JAX already runs 8 CPU devices"):
-    parallel.use_cpu_devices(2)
+    runtime.use_cpu_devices(2)

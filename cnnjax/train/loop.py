@@ -16,7 +16,7 @@ from typing import Any
 import jax
 
 from cnnjax import config as config_lib
-from cnnjax import data, models
+from cnnjax import data, models, runtime
 from cnnjax.data import pipeline
 from cnnjax.errors import ConfigError, TrainingError, WorkdirError
 from cnnjax.runs import records
@@ -59,8 +59,9 @@ class _StopSignal:
       signal.signal(sig, handler)
 
 
-# One compilation, where computing eagerly compiles every op of it on its first use.
+# One compilation each, where running eagerly compiles every op on its first use.
 _compute = jax.jit(lambda metrics: metrics.compute())
+_merge = jax.jit(lambda total, metrics: total.merge(metrics))
 
 
 def evaluate(dmap: parallel.DeviceMap, rstate, images, labels, batch_size: int) -> dict:
@@ -69,7 +70,7 @@ def evaluate(dmap: parallel.DeviceMap, rstate, images, labels, batch_size: int) 
   global_batch = -(-batch_size // dmap.global_n) * dmap.global_n
   for batch in pipeline.eval_batches(images, labels, global_batch):
     m = dmap.unreplicate(dmap.eval_step(rstate, dmap.split(batch)))
-    total = m if total is None else total.merge(m)
+    total = m if total is None else _merge(total, m)
     pause_point("eval")
   values = _compute(total)
   return {"test_loss": float(values["loss"]), "test_accuracy": float(values["accuracy"]),
@@ -86,7 +87,8 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, Any]:
   """Trains `config` in `workdir` (resuming what is there) and returns its summary."""
   wall_start = time.time()
   config_lib.validate(config)
-  parallel.use_cpu_devices(config.cpu_devices)  # Both before JAX picks its devices.
+  runtime.use_cpu_devices(config.cpu_devices)  # Both before JAX picks its devices.
+  runtime.use_compilation_cache()
   distributed.initialize(config)
   workdir = Path(workdir)
   lock = records.Lock(workdir)
@@ -125,6 +127,7 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
   spe = pipeline.steps_per_epoch(len(dataset.train_labels), batch_size)
   total_steps = spe * config.num_epochs
   tx, schedule = create_optimizer(config.optimizer, spe, config.num_epochs)
+  schedule = jax.jit(schedule)
   state = create_train_state(model, dataset.input_shape, tx, config.seed)
   ckpts = Checkpoints(workdir, config.checkpoint.keep)
   restored = ckpts.restore_latest({"state": state, "epoch_metrics": steps.TrainMetrics.empty()})

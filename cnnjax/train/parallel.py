@@ -24,24 +24,6 @@ AXIS = "batch"  # The device axis name the steps and BatchNorm reduce over.
 MODES = ("pmap", "shard_map")
 
 
-def use_cpu_devices(n: int) -> None:
-  """Asks JAX for `n` simulated CPU devices (config.cpu_devices; 0 leaves JAX's choice).
-
-  Only possible before JAX starts its backends: later, a different count than the one
-  running is an error that names the field.
-  """
-  if not n or jax.config.jax_num_cpu_devices == n:
-    return
-  try:
-    jax.config.update("jax_num_cpu_devices", n)
-  except RuntimeError:
-    running = len(jax.devices("cpu"))
-    if running != n:
-      raise ConfigError("cpu_devices", f"JAX already runs {running} CPU devices in this "
-                        f"process; set it before JAX starts (a fresh `cnnjax train`), or "
-                        f"start Python with XLA_FLAGS=--xla_force_host_platform_device_count={n}")
-
-
 def select_devices(num_devices: int) -> list:
   """The first `num_devices` local devices (0 = all of them)."""
   devices = jax.local_devices()
@@ -126,9 +108,10 @@ class DeviceMap:
   def replicate(self, tree):
     """A copy of `tree` on every device."""
     if self.mode == "pmap":
+      # Stacked on the host: broadcasting on a device compiles a program per shape.
       sharding = NamedSharding(self._local_mesh, P(AXIS))
       return jax.tree.map(lambda x: jax.device_put(
-          jnp.broadcast_to(jnp.asarray(x), (self.n, *jnp.shape(x))), sharding), tree)
+          np.broadcast_to(np.asarray(x), (self.n, *np.shape(x))), sharding), tree)
     return jax.device_put(jax.tree.map(jnp.asarray, tree), NamedSharding(self.mesh, P()))
 
   def unreplicate(self, tree):
