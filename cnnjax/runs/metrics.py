@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -84,5 +85,15 @@ class MetricsWriter:
 
 
 def _summary_writer(logdir: Path, purge_step: int | None):
-  from tensorboardX import SummaryWriter  # Writes event files without TensorFlow.
+  # tensorboardX imports PyTorch whenever it is installed (the bench extra), only to
+  # accept torch tensors: seconds of CPU at the start of training. Hidden from it here
+  # unless this process already uses PyTorch.
+  hide_torch = "torch" not in sys.modules
+  if hide_torch:
+    sys.modules["torch"] = None  # Makes `import torch` raise ImportError.
+  try:
+    from tensorboardX import SummaryWriter  # Writes event files without TensorFlow.
+  finally:
+    if hide_torch:
+      del sys.modules["torch"]
   return SummaryWriter(str(logdir), purge_step=purge_step)
