@@ -14,6 +14,7 @@ def get_config(name: str = "GunPoint"):
   config.num_epochs = 300
   config.batch_size = 16
   config.max_batch_fraction = 0.1  # Batch min(16, N/10), as Wang et al.: 3 on ArrowHead's 36.
+  config.pad_batch = True  # Such batches rarely split over the devices: pad and mask.
   config.eval_every_epochs = 10
   config.data.source = "ucr"
   config.data.name = name

@@ -1,7 +1,6 @@
 """Layers shared by the model families."""
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import jax
@@ -14,64 +13,27 @@ def max_pool(x: jax.Array, window) -> jax.Array:
   one size for every axis or one per axis.
 
   Same values as `nn.max_pool(x, window, strides=window, padding='VALID')` (a trailing
-  remainder is dropped), written as reshape + max because XLA's CPU backend runs
-  `reduce_window` and its gradient several times slower. The gradient goes to the first
-  maximum of each window, as `nn.max_pool`'s (and PyTorch's) does, ties included; the
-  gradient of a plain `max` would split it among tied maxima and pays for counting them
-  (a third of the talk CNN's step on CPU).
+  remainder is dropped), and the same gradient wherever a window has one maximum.
+  Written as an elementwise maximum of the window's strided slices: XLA's CPU backend
+  runs `reduce_window` and its gradient several times slower, and the gradient of a
+  `max` reduction counts tied maxima with a reduction that took a third of the talk
+  CNN's CPU step. Here XLA fuses everything into elementwise loops; tied maxima share
+  the gradient (pairwise halves, as `jnp.maximum` does).
   """
   spatial = x.shape[1:-1]
   windows = (window,) * len(spatial) if isinstance(window, int) else tuple(window)
-  kept = tuple(s // w * w for s, w in zip(spatial, windows))
-  x = x[(slice(None),) + tuple(slice(0, k) for k in kept)]
-  split = [x.shape[0]]
-  for k, w in zip(kept, windows):
-    split += [k // w, w]
-  return _window_max(x.reshape(split + [x.shape[-1]]))
-
-
-def _window_axes(ndim: int) -> tuple[int, ...]:
-  """The window axes of (N, s1, w1, s2, w2, ..., C)."""
-  return tuple(range(2, ndim - 1, 2))
-
-
-@jax.custom_vjp
-def _window_max(x: jax.Array) -> jax.Array:
-  return x.max(axis=_window_axes(x.ndim))
-
-
-def _window_max_fwd(x):
-  y = _window_max(x)
-  return y, (x, y)
-
-
-def _window_max_bwd(residuals, g):
-  x, y = residuals
-  axes = _window_axes(x.ndim)
-  expand = lambda a: jnp.expand_dims(a, axes)
-  y, g = expand(y), expand(g)
-  taken = jnp.zeros(y.shape, bool)
-  parts = {}
-  for position in itertools.product(*(range(x.shape[a]) for a in axes)):
-    index = [slice(None)] * x.ndim
-    for a, i in zip(axes, position):
-      index[a] = slice(i, i + 1)
-    first = (x[tuple(index)] == y) & ~taken  # The first maximum in row-major order.
-    taken = taken | first
-    parts[position] = jnp.where(first, g, jnp.zeros_like(g))
-  return (_assemble(parts, axes, ()),)
-
-
-def _assemble(parts: dict, axes: tuple[int, ...], prefix: tuple[int, ...]) -> jax.Array:
-  """The window slices `parts[(i, j, ...)]` put back together along the window axes."""
-  if len(prefix) == len(axes):
-    return parts[prefix]
-  axis = axes[len(prefix)]
-  count = 1 + max(p[len(prefix)] for p in parts)
-  return jnp.concatenate([_assemble(parts, axes, prefix + (i,)) for i in range(count)], axis)
-
-
-_window_max.defvjp(_window_max_fwd, _window_max_bwd)
+  for axis, w in enumerate(windows, start=1):
+    if w == 1:
+      continue
+    kept = x.shape[axis] // w * w
+    x = jax.lax.slice_in_dim(x, 0, kept, axis=axis)
+    x = x.reshape(x.shape[:axis] + (kept // w, w) + x.shape[axis + 1:])
+    parts = [jax.lax.index_in_dim(x, i, axis=axis + 1, keepdims=False) for i in range(w)]
+    while len(parts) > 1:  # A balanced tree of pairwise maxima.
+      pairs = [jnp.maximum(a, b) for a, b in zip(parts[::2], parts[1::2])]
+      parts = pairs + parts[len(pairs) * 2:]
+    x = parts[0]
+  return x
 
 
 def example_ids(batch: int, axis_name: str | None) -> jax.Array:
