@@ -31,9 +31,14 @@ ROOT = HERE.parent
 FLAX_EXAMPLE_SECONDS = 503  # Flax's MNIST example on this kind of machine (issue 5), not run here.
 
 
+def _running(proc: subprocess.Popen) -> bool:
+  """Whether the process still runs, without reaping it (its rusage is read later)."""
+  return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+
+
 def _finish(proc: subprocess.Popen, stop: bool) -> float:
   """Waits for the process (after SIGTERM if `stop`); returns its peak RSS in MiB."""
-  if stop and proc.poll() is None:
+  if stop and _running(proc):
     proc.send_signal(signal.SIGTERM)
   _, status, usage = os.wait4(proc.pid, 0)
   proc.returncode = os.waitstatus_to_exitcode(status)
@@ -50,7 +55,7 @@ def run_cnnjax(config: str, target: float, data_dir: str, workdir: Path, full: b
   start = time.time()
   proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
   seen, reached, records = 0, None, []
-  while proc.poll() is None or seen < len(_read(metrics)):
+  while _running(proc) or seen < len(_read(metrics)):
     records = _read(metrics)
     for r in records[seen:]:
       if reached is None and r["test_accuracy"] >= target:
@@ -123,7 +128,8 @@ def main():
                       help="folder of the MNIST IDX files (default: $CNNJAX_DATA_DIR)")
   parser.add_argument("--full", action="store_true", help="let every run finish")
   parser.add_argument("--skip-torch", action="store_true")
-  parser.add_argument("--only-fast", action="store_true", help="only the mnist_fast rows")
+  parser.add_argument("--configs", default="mnist_fast,mnist",
+                      help="which cnnjax configs to run (comma-separated)")
   parser.add_argument("--max-epochs", type=int, default=14, help="PyTorch example's epochs")
   parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -139,7 +145,8 @@ def main():
     os.environ["JAX_COMPILATION_CACHE_DIR"] = str(Path(tmp) / "jax_cache")
     runs = (("configs/mnist_fast.py", 0.99, "cold"), ("configs/mnist_fast.py", 0.99, "warm"),
             ("configs/mnist.py", 0.994, "cold"))
-    for i, (config, target, cache) in enumerate(runs[:2] if args.only_fast else runs):
+    chosen = [r for r in runs if Path(r[0]).stem in args.configs.split(",")]
+    for i, (config, target, cache) in enumerate(chosen):
       result = run_cnnjax(config, target, args.data_dir, Path(tmp) / f"run{i}", args.full, [])
       rows.append((f"cnnjax {config} ({cache} compilation cache)", target, result))
       print(f"{rows[-1][0]}: {result['reached']}", file=sys.stderr, flush=True)

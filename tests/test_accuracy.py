@@ -1,6 +1,6 @@
 """Training to accuracy on the real MNIST files: opt-in, `python -m pytest -m slow`.
 
-Measured on a 2-core CPU: mnist_talk ~1 min, mnist ~5 min, mnist_fast ~1 min, mnist_mlp ~1 min.
+Measured on a 2-core CPU: mnist_talk ~1 min, mnist ~4 min (on the 8 simulated devices), mnist_fast ~1 min, mnist_mlp ~1 min.
 """
 import pytest
 
