@@ -45,23 +45,24 @@ def _finish(proc: subprocess.Popen, stop: bool) -> float:
   return usage.ru_maxrss / 1024
 
 
-def run_cnnjax(config: str, target: float, data_dir: str, workdir: Path, full: bool,
-               overrides: list[str]) -> dict:
+def run_cnnjax(config: str, target: float, data_dir: str, workdir: Path, full: bool) -> dict:
+  from cnnjax.runs.metrics import read_metrics  # Skips a line still being written.
+
   metrics = workdir / "metrics.jsonl"
-  cmd = [sys.executable, "-m", "cnnjax", "train", "--config", config, "--workdir", str(workdir),
-         *overrides]
+  cmd = [sys.executable, "-m", "cnnjax", "train", "--config", config, "--workdir", str(workdir)]
   env = {**os.environ, "CNNJAX_DATA_DIR": data_dir}
   log = open(workdir.with_suffix(".log"), "w")
   start = time.time()
   proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-  seen, reached, records = 0, None, []
-  while _running(proc) or seen < len(_read(metrics)):
-    records = _read(metrics)
+  seen, reached = 0, None
+  while True:
+    running = _running(proc)  # Before reading: an exited run's file is complete.
+    records = read_metrics(metrics)
     for r in records[seen:]:
       if reached is None and r["test_accuracy"] >= target:
         reached = {"seconds": time.time() - start, "epoch": r["epoch"]}
     seen = len(records)
-    if reached and not full:
+    if (reached and not full) or not running:
       break
     time.sleep(0.05)
   rss = _finish(proc, stop=not full)
@@ -69,13 +70,6 @@ def run_cnnjax(config: str, target: float, data_dir: str, workdir: Path, full: b
     sys.exit(f"{config} failed (exit {proc.returncode}); see {log.name}")
   return {"reached": reached, "last": records[-1] if records else {}, "rss": rss,
           "total": time.time() - start}
-
-
-def _read(path: Path) -> list[dict]:
-  try:
-    return [json.loads(l) for l in path.read_text().splitlines() if l.endswith("}")]
-  except FileNotFoundError:
-    return []
 
 
 def run_torch(target: float, data_dir: str, full: bool, max_epochs: int) -> dict:
@@ -147,7 +141,7 @@ def main():
             ("configs/mnist.py", 0.994, "cold"))
     chosen = [r for r in runs if Path(r[0]).stem in args.configs.split(",")]
     for i, (config, target, cache) in enumerate(chosen):
-      result = run_cnnjax(config, target, args.data_dir, Path(tmp) / f"run{i}", args.full, [])
+      result = run_cnnjax(config, target, args.data_dir, Path(tmp) / f"run{i}", args.full)
       rows.append((f"cnnjax {config} ({cache} compilation cache)", target, result))
       print(f"{rows[-1][0]}: {result['reached']}", file=sys.stderr, flush=True)
   reference = None

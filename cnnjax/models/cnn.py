@@ -50,10 +50,10 @@ class CNN(nn.Module):
     rank = x.ndim - 2
     pool = per_axis(self.pool_size, rank, "model.pool_size")
     padding = self.padding if isinstance(self.padding, str) else per_axis(self.padding, rank, "model.padding")
+    pooled = max(pool) > 1
     for i, (features, kernel) in enumerate(zip(self.conv_features, self.kernel_sizes)):
       x = nn.Conv(features, per_axis(kernel, rank, "model.kernel_size"), padding=padding,
                   use_bias=not self.batch_norm, dtype=self.dtype, name=f"conv{i}")(x)
-      pooled = max(pool) > 1
       if pooled and self.pool_first:
         x = max_pool(x, pool)
       if self.batch_norm:

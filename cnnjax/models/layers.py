@@ -14,11 +14,12 @@ def max_pool(x: jax.Array, window) -> jax.Array:
 
   Same values as `nn.max_pool(x, window, strides=window, padding='VALID')` (a trailing
   remainder is dropped), and the same gradient wherever a window has one maximum.
-  Written as an elementwise maximum of the window's strided slices: XLA's CPU backend
-  runs `reduce_window` and its gradient several times slower, and the gradient of a
-  `max` reduction counts tied maxima with a reduction that took a third of the talk
-  CNN's CPU step. Here XLA fuses everything into elementwise loops; tied maxima share
-  the gradient (pairwise halves, as `jnp.maximum` does).
+  Pools one axis at a time, as the elementwise maximum of the window's slices (a
+  reshape splits the axis into (cells, window)): XLA's CPU backend runs `reduce_window`
+  and its gradient several times slower, and the gradient of a `max` reduction counts
+  tied maxima with a reduction that took a third of the talk CNN's CPU step. Here XLA
+  fuses everything into elementwise loops; tied maxima share the gradient (pairwise
+  halves, as `jnp.maximum` does).
   """
   spatial = x.shape[1:-1]
   windows = (window,) * len(spatial) if isinstance(window, int) else tuple(window)
