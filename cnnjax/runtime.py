@@ -2,21 +2,42 @@
 from __future__ import annotations
 
 import os
+import re
 
 import jax
 
 from cnnjax.data.fetch import cache_dir
 from cnnjax.errors import ConfigError
 
+_FORCE_COUNT = re.compile(r"--xla_force_host_platform_device_count=(\d+)")
 
-def use_cpu_devices(n: int) -> None:
-  """Asks JAX for `n` simulated CPU devices (config.cpu_devices; 0 leaves JAX's choice).
 
-  Only possible before JAX starts its backends: later, a different count than the one
-  running is an error that names the field.
+def _environment_cpu_devices() -> str:
+  """The environment setting that fixes the CPU device count of this process, or ""."""
+  match = _FORCE_COUNT.search(os.environ.get("XLA_FLAGS", ""))
+  if os.environ.get("JAX_NUM_CPU_DEVICES"):  # JAX's own setting wins over XLA_FLAGS.
+    return f"JAX_NUM_CPU_DEVICES={os.environ['JAX_NUM_CPU_DEVICES']}"
+  return f"XLA_FLAGS={match.group(0)}" if match else ""
+
+
+def use_cpu_devices(n: int) -> str:
+  """Asks JAX for `n` simulated CPU devices (config.cpu_devices) and says what decided
+  the count, for error messages and the run record.
+
+  The environment of the command wins: with XLA_FLAGS=--xla_force_host_platform_device_count=N
+  or JAX_NUM_CPU_DEVICES=N set, config.cpu_devices is not applied (a config file's
+  default must not override what the person running it asked for). 0 leaves JAX's
+  default, one CPU device. Only possible before JAX starts its backends: later, a
+  different count than the one running is an error that names the field.
   """
-  if not n or jax.config.jax_num_cpu_devices == n:
-    return
+  environment = _environment_cpu_devices()
+  if environment:
+    return environment
+  if not n:
+    return "JAX's default of one CPU device; config.cpu_devices=N simulates N"
+  origin = f"config.cpu_devices={n}"
+  if jax.config.jax_num_cpu_devices == n:
+    return origin
   try:
     jax.config.update("jax_num_cpu_devices", n)
   except RuntimeError:
@@ -25,12 +46,12 @@ def use_cpu_devices(n: int) -> None:
       raise ConfigError("cpu_devices", f"JAX already runs {running} CPU devices in this "
                         f"process; set it before JAX starts (a fresh `cnnjax train`), or "
                         f"start Python with XLA_FLAGS=--xla_force_host_platform_device_count={n}")
+  return origin
 
 
 def use_compilation_cache() -> None:
   """Keeps compiled programs in JAX's persistent cache, so running a config again (another
-  seed, a resume, a sweep point that differs only in data) skips most of the compilation:
-  about 1.5 of the 20 seconds of configs/mnist_fast.py on a 2-core CPU.
+  seed, a resume, a sweep point that differs only in data) skips most of the compilation.
 
   Where: $JAX_COMPILATION_CACHE_DIR if set, else $CNNJAX_CACHE_DIR/jax (default
   ~/.cache/cnnjax/jax). JAX_ENABLE_COMPILATION_CACHE=false turns it off.

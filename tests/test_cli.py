@@ -47,3 +47,28 @@ def test_python_dash_m_prints_usage():
   out = subprocess.run([sys.executable, "-m", "cnnjax", "--help"], capture_output=True,
                        text=True, check=True).stdout
   assert "cnnjax COMMAND" in out and "train" in out
+
+
+def _train_process(args, env_update, drop=()):
+  import os
+  env = {k: v for k, v in os.environ.items() if k not in drop}
+  env.update(env_update)
+  return subprocess.run([sys.executable, "-m", "cnnjax", "train", "--config", TINY, *args],
+                        capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_xla_flags_of_the_command_win_over_config_cpu_devices(tiny_data_dir, tmp_path):
+  common = [f"--config.data.dir={tiny_data_dir}", "--config.num_epochs=1",
+            "--config.cpu_devices=2", "--config.num_devices=4"]
+  done = _train_process(["--workdir", str(tmp_path / "env"), *common],
+                        {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+  assert done.returncode == 0, done.stderr
+  run = json.loads((tmp_path / "env" / "run.json").read_text())
+  assert run["cpu_devices_set_by"] == "XLA_FLAGS=--xla_force_host_platform_device_count=4"
+  assert len(run["devices"]) == 4
+  refused = _train_process(["--workdir", str(tmp_path / "config"), *common], {},
+                           drop=("XLA_FLAGS",))
+  assert refused.returncode == 2
+  assert refused.stderr.strip() == ("cnnjax train: error: config.num_devices: asks for 4 "
+                                    "devices but this process has 2 (cpu, count set by "
+                                    "config.cpu_devices=2); use 0 for all")

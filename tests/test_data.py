@@ -154,8 +154,11 @@ def test_eval_batches_count_every_example_once(n, batch):
   np.testing.assert_array_equal(seen, y)
 
 
-def test_tfds_prepared_set_is_read_without_tensorflow(tmp_path):
+def test_tfds_prepared_image_set_is_read_without_tensorflow(tmp_path):
+  """An `Image` feature, as TFDS's own image sets have: PNG inside each record, written
+  and decoded with Pillow (TensorFlow is not installed)."""
   import tensorflow_datasets as tfds
+  from PIL import Image
 
   images, labels = synthetic_digits(40, 0)
 
@@ -164,7 +167,7 @@ def test_tfds_prepared_set_is_read_without_tensorflow(tmp_path):
 
     def _info(self):
       return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-          "image": tfds.features.Tensor(shape=(12, 12, 1), dtype=np.uint8),
+          "image": tfds.features.Image(shape=(12, 12, 1)),
           "label": tfds.features.ClassLabel(num_classes=4)}))
 
     def _split_generators(self, dl_manager):
@@ -172,7 +175,7 @@ def test_tfds_prepared_set_is_read_without_tensorflow(tmp_path):
 
     def _generate_examples(self, start, stop):
       for i in range(start, stop):
-        yield i, {"image": images[i][..., None], "label": int(labels[i])}
+        yield i, {"image": Image.fromarray(images[i]), "label": int(labels[i])}
 
   TinyDigits(data_dir=str(tmp_path), file_format="array_record").download_and_prepare()
   dataset = data.load(_data_config(source="tfds", name="tiny_digits", dir=str(tmp_path),

@@ -174,10 +174,25 @@ def test_initial_state_compiled_without_optimizations_matches_plain_init(tiny_co
   assert int(state.step) == 0
 
 
-def test_cpu_devices_once_jax_runs_must_match_the_running_count():
+def test_cpu_devices_once_jax_runs_must_match_the_running_count(monkeypatch):
   from cnnjax.errors import ConfigError
   jax.devices()  # JAX has started (with the 8 devices of conftest).
-  runtime.use_cpu_devices(0)
-  runtime.use_cpu_devices(NUM_DEVICES)
+  monkeypatch.delenv("XLA_FLAGS")  # As if config.cpu_devices alone decided the count.
+  assert "JAX's default" in runtime.use_cpu_devices(0)
+  assert runtime.use_cpu_devices(NUM_DEVICES) == "config.cpu_devices=8"
   with pytest.raises(ConfigError, match=r"config\.cpu_devices: JAX already runs 8 CPU devices"):
     runtime.use_cpu_devices(2)
+
+
+def test_the_environment_decides_the_cpu_device_count_and_errors_name_it(monkeypatch):
+  from cnnjax.errors import ConfigError
+  monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_foo=1 --xla_force_host_platform_device_count=8")
+  origin = runtime.use_cpu_devices(2)  # configs/mnist.py's 2 does not override the command's 8.
+  assert origin == "XLA_FLAGS=--xla_force_host_platform_device_count=8"
+  assert len(parallel.select_devices(8, origin)) == 8
+  with pytest.raises(ConfigError, match=r"config\.num_devices: asks for 9 devices but this "
+                     r"process has 8 \(cpu, count set by XLA_FLAGS=--xla_force_host_platform"
+                     r"_device_count=8\)"):
+    parallel.select_devices(9, origin)
+  monkeypatch.setenv("JAX_NUM_CPU_DEVICES", "8")
+  assert runtime.use_cpu_devices(2) == "JAX_NUM_CPU_DEVICES=8"

@@ -87,7 +87,7 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, Any]:
   """Trains `config` in `workdir` (resuming what is there) and returns its summary."""
   wall_start = time.time()
   config_lib.validate(config)
-  runtime.use_cpu_devices(config.cpu_devices)  # Both before JAX picks its devices.
+  cpu_origin = runtime.use_cpu_devices(config.cpu_devices)  # Both before JAX picks devices.
   runtime.use_compilation_cache()
   distributed.initialize(config)
   workdir = Path(workdir)
@@ -96,18 +96,18 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, Any]:
     if distributed.is_writer():
       lock.acquire()
     try:
-      return _train(config, workdir, wall_start)
+      return _train(config, workdir, wall_start, cpu_origin)
     finally:
       lock.release()
   except OSError as e:  # Unwritable, read-only or full: say where, not a traceback.
     raise WorkdirError(f"cannot write run directory {workdir}: {e.strerror or e}") from e
 
 
-def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
+def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[str, Any]:
   writer = distributed.is_writer()
   if jax.process_count() > 1 and config.num_devices:
     raise ConfigError("num_devices", "must be 0 (all local devices) with several processes")
-  devices = parallel.select_devices(config.num_devices)
+  devices = parallel.select_devices(config.num_devices, cpu_origin)
   dataset = data.load(config.data)
   batch_size = pipeline.batch_size(config.batch_size, config.max_batch_fraction,
                                    len(dataset.train_labels))
@@ -119,6 +119,8 @@ def _train(config, workdir: Path, wall_start: float) -> dict[str, Any]:
     session, diff = records.session_record(config.seed, devices)
     session.update(data=dataset.location, processes=jax.process_count(),
                    global_devices=len(devices) * jax.process_count())
+    if devices[0].platform == "cpu":
+      session["cpu_devices_set_by"] = cpu_origin
     records.write_run_records(workdir, config_lib.to_dict(config), session, diff)
     print(table, flush=True)
     (workdir / "model_summary.txt").write_text(table)

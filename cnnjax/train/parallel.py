@@ -24,12 +24,15 @@ AXIS = "batch"  # The device axis name the steps and BatchNorm reduce over.
 MODES = ("pmap", "shard_map")
 
 
-def select_devices(num_devices: int) -> list:
-  """The first `num_devices` local devices (0 = all of them)."""
+def select_devices(num_devices: int, cpu_origin: str = "") -> list:
+  """The first `num_devices` local devices (0 = all of them). `cpu_origin` says what set
+  the CPU device count (see `runtime.use_cpu_devices`), for the error message."""
   devices = jax.local_devices()
   if num_devices > len(devices):
+    platform = devices[0].platform
+    origin = f", count set by {cpu_origin}" if cpu_origin and platform == "cpu" else ""
     raise ConfigError("num_devices", f"asks for {num_devices} devices but this process has "
-                      f"{len(devices)} ({devices[0].platform}); use 0 for all")
+                      f"{len(devices)} ({platform}{origin}); use 0 for all")
   return devices[:num_devices or len(devices)]
 
 
