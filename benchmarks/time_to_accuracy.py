@@ -49,7 +49,10 @@ def run_cnnjax(config: str, target: float, data_dir: str, workdir: Path, full: b
   from cnnjax.runs.metrics import read_metrics  # Skips a line still being written.
 
   metrics = workdir / "metrics.jsonl"
-  cmd = [sys.executable, "-m", "cnnjax", "train", "--config", config, "--workdir", str(workdir)]
+  # As the PyTorch example: all 60,000 training images, the test set evaluated after every
+  # epoch (test curves are opt-in; nothing in the run decides on them).
+  cmd = [sys.executable, "-m", "cnnjax", "train", "--config", config, "--workdir", str(workdir),
+         "--config.data.validation_examples=0", "--config.test_curves=True"]
   env = {**os.environ, "CNNJAX_DATA_DIR": data_dir}
   log = open(workdir.with_suffix(".log"), "w")
   start = time.time()

@@ -22,7 +22,7 @@ def sweep(base_config, points, root, workers=1, retry_failed=False):
   return run_sweep(base_config, points, root, workers=workers, retry_failed=retry_failed)
 
 
-def load_run(path, checkpoint="best"):
+def load_run(path, checkpoint="selected"):
   """A trained run's config, model and parameters; `.predict(images)` gives probabilities."""
   from cnnjax.runs.loaded import load_run as load
   return load(path, checkpoint)

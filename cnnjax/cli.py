@@ -93,8 +93,8 @@ def _run_training(config, workdir: str, debug: bool) -> int:
     return _fail(f"cnnjax train: failed: {e}", debug, code=1)
   except CnnjaxError as e:
     return _fail(f"cnnjax train: error: {e}", debug, code=2)
-  print(f"finished: test accuracy {summary['test_accuracy']:.4f} (best "
-        f"{summary['best_test_accuracy']:.4f}) after {summary['epochs']} epochs; {workdir}")
+  print(f"finished: test accuracy {summary['test_accuracy']:.4f} after {summary['epochs']} "
+        f"epochs (model of epoch {summary['selected_epoch']}); {workdir}")
   return 0
 
 

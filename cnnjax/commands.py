@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
   show.add_argument("--filter", action="append", default=[],
                     help="e.g. 'test_accuracy>=0.99' or 'optimizer.name=adam'; repeatable")
   show.add_argument("--columns", help="comma-separated columns to show")
+  show.add_argument("--aggregate", metavar="FIELD",
+                    help="one row per group of runs that differ only in FIELD (e.g. seed): "
+                    "n, and each metric's mean and standard deviation")
   fmt = show.add_mutually_exclusive_group()
   for name in ("csv", "md", "json"):
     fmt.add_argument(f"--{name}", action="store_true")
@@ -51,7 +54,9 @@ def _parser() -> argparse.ArgumentParser:
 
   plot = sub.add_parser("plot", help="learning curves of runs in one figure")
   plot.add_argument("runs", nargs="+")
-  plot.add_argument("--metric", default="test_accuracy")
+  plot.add_argument("--metric", default="val_accuracy",
+                    help="any metrics.jsonl field, e.g. train_loss; test_accuracy needs "
+                    "runs trained with config.test_curves=True")
   plot.add_argument("-o", "--output", default="curves.png", help=".png, .svg or .pdf")
 
   repro = sub.add_parser("reproduce", help="train a run again and compare its metrics")
@@ -78,7 +83,9 @@ def _parser() -> argparse.ArgumentParser:
                                  "--config.data.dir=DIR (or any data field) picks another")
   evaluate.add_argument("run")
   for command in (viz, predict, evaluate):
-    command.add_argument("--checkpoint", choices=("best", "latest"), default="best")
+    command.add_argument("--checkpoint", choices=("selected", "latest"), default="selected",
+                         help="the model the run delivers (config.checkpoint.select), or the "
+                         "latest parameters")
   for command in (viz, predict):
     command.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
                          help="dark-on-light images are inverted to MNIST's light on dark")
@@ -89,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
   sweep.add_argument("--workers", type=int, default=1)
   sweep.add_argument("--retry-failed", action="store_true")
   sweep.add_argument("--dry-run", action="store_true", help="list the points only")
+  sweep.add_argument("--seeds", type=int, default=0, metavar="N",
+                     help="repeat every point with seeds 0..N-1 (config.seed)")
   sweep.add_argument("--set", action="append", metavar="FIELD=VALUE",
                      help="override a field in every point, e.g. num_epochs=1")
   return parser
@@ -96,7 +105,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _show(args) -> int:
   from cnnjax.exp import table
-  result = table.show(args.roots, all_params=args.all_params).filter(args.filter)
+  result = table.show(args.roots, all_params=args.all_params,
+                      aggregate=args.aggregate).filter(args.filter)
   if args.sort_by:
     result = result.sort(args.sort_by, descending=args.desc)
   if args.columns:
@@ -129,6 +139,9 @@ def _run(args, extra) -> int:
   if args.command == "sweep":
     from cnnjax.exp import sweep
     base, points = sweep.load_experiment(args.experiment)
+    if args.seeds:
+      from cnnjax.exp import hyper
+      points = hyper.with_seeds(points, args.seeds)
     root = args.root or f"runs/{Path(args.experiment).stem}"
     overrides = _overrides(args.set)
     if args.dry_run:

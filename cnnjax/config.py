@@ -19,6 +19,9 @@ from cnnjax.errors import ConfigError
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
 DATA_SOURCES = ("idx", "tfds", "ucr", "npz", "synthetic")
+# How the delivered model is chosen among the evaluated epochs ("auto": val_accuracy with a
+# validation split, else last). Never on the test set.
+SELECT_RULES = ("auto", "val_accuracy", "train_loss", "last")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -49,7 +52,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.name = "mnist"  # IDX cache folder / TFDS name / UCR set / .npz file stem.
   c.data.dir = ""  # Where the data lies; "" = $CNNJAX_DATA_DIR, then (IDX) the cache.
   c.data.download = True  # Fetch known IDX files into the cache when found nowhere.
-  c.data.train_examples = 0  # Use the first N training examples; 0 = all.
+  # Held out of the training data for every choice made during training (evaluation
+  # curves, the delivered checkpoint): stratified by class, fixed by config.seed. 0 = none.
+  c.data.validation_examples = 0
+  c.data.train_examples = 0  # Use the first N of the remaining training examples; 0 = all.
   c.data.num_classes = 10  # 0 = as many as the data has.
   c.data.mean = 0.1307  # Standardisation, after uint8 pixels are scaled to [0, 1].
   c.data.std = 0.3081
@@ -97,13 +103,26 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.warmup_epochs = 0.0  # Linear warmup (constant, cosine); fraction for onecycle.
 
   c.eval_every_epochs = 1  # Evaluate and write a metrics line every N epochs (and the last).
+  # Also evaluate the test set at each evaluation (test_* in metrics.jsonl), for plots of
+  # test curves. Nothing reads them to decide anything; the test accuracy of the
+  # delivered model is measured once, when the run ends.
+  c.test_curves = False
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_epochs = 1
-  c.checkpoint.keep = 3  # Latest checkpoints kept; the best one is kept apart.
+  c.checkpoint.keep = 3  # Latest checkpoints kept; the selected one is kept apart.
+  c.checkpoint.select = "auto"  # The delivered model, one of SELECT_RULES.
 
   c.log_every_seconds = 10.0  # Progress lines while training; 0 = epoch lines only.
   return c
+
+
+def select_rule(config: ml_collections.ConfigDict) -> str:
+  """config.checkpoint.select with "auto" resolved."""
+  rule = config.checkpoint.select
+  if rule == "auto":
+    return "val_accuracy" if config.data.validation_examples else "last"
+  return rule
 
 
 def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -172,6 +191,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config, "data.source", DATA_SOURCES)
   _check(bool(d.name), "data.name", "must name a data set, e.g. 'mnist'")
   _check(d.train_examples >= 0, "data.train_examples", "must be >= 0 (0 = all)")
+  _check(d.validation_examples >= 0, "data.validation_examples", "must be >= 0 (0 = none)")
   _check(d.num_classes == 0 or d.num_classes >= 2, "data.num_classes", "must be >= 2 (0 = from the data)")
   _choice(config, "data.unequal_length", ("pad", "resample"))
   _check(d.series_length >= 0, "data.series_length", "must be >= 0 (0 = the longest)")
@@ -203,6 +223,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(config.eval_every_epochs >= 1, "eval_every_epochs", "must be >= 1")
   _check(config.checkpoint.every_epochs >= 1, "checkpoint.every_epochs", "must be >= 1")
   _check(config.checkpoint.keep >= 1, "checkpoint.keep", "must be >= 1")
+  _choice(config, "checkpoint.select", SELECT_RULES)
+  if config.checkpoint.select == "val_accuracy":
+    _check(d.validation_examples > 0, "checkpoint.select",
+           "'val_accuracy' needs a validation split: set config.data.validation_examples")
   _check(config.log_every_seconds >= 0, "log_every_seconds", "must be >= 0")
 
   from cnnjax import models  # The model registry validates its own fields.

@@ -13,6 +13,7 @@ def get_config():
   config.num_epochs = 10
   config.cpu_devices = 2
   config.batch_size = 128
+  config.data.validation_examples = 5000  # Held out of the 60,000: selection and curves.
   config.label_smoothing = 0.1
   config.data.augment_shift = 2
   config.model.name = "cnn"

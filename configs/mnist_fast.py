@@ -17,6 +17,7 @@ def get_config():
   config.num_epochs = 2
   config.cpu_devices = 2
   config.batch_size = 128
+  config.data.validation_examples = 5000  # Held out of the 60,000: selection and curves.
   config.model.name = "cnn"
   config.model.conv_features = (16, 32)
   config.model.pool_first = True

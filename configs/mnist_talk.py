@@ -11,6 +11,7 @@ def get_config():
   config = base_config()
   config.num_epochs = 5
   config.batch_size = 128
+  config.data.validation_examples = 5000  # Held out of the 60,000: selection and curves.
   config.model.name = "cnn"
   config.model.conv_features = (8, 16)
   config.model.kernel_size = 3

@@ -11,6 +11,7 @@ def get_config():
   config.num_epochs = 2
   config.batch_size = 16
   config.data.num_classes = 4
+  config.data.validation_examples = 32
   config.data.mean = 0.5
   config.data.std = 0.5
   config.data.augment_shift = 1

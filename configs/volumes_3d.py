@@ -15,6 +15,7 @@ def get_config():
   config.data.source = "synthetic"
   config.data.name = "synthetic_volumes"
   config.data.num_classes = 0
+  config.data.validation_examples = 100  # Of the 600 training volumes.
   config.data.mean = 0.3
   config.data.std = 0.3
   config.data.eval_batch_size = 100

@@ -34,7 +34,7 @@ def synthetic_digits(n: int, seed: int, size: int = 12, classes: int = 4):
   return images, labels
 
 
-def write_idx_folder(folder: Path, train: int = 256, test: int = 60, gz: bool = True) -> Path:
+def write_idx_folder(folder: Path, train: int = 288, test: int = 60, gz: bool = True) -> Path:
   folder.mkdir(parents=True, exist_ok=True)
   ext = ".gz" if gz else ""
   for split, n, seed in (("train", train, 0), ("t10k", test, 1)):

@@ -54,6 +54,8 @@ def test_wrong_type_override_names_the_field():
     ("data.source", "csv", r"config\.data\.source: 'csv' is not one of 'idx', 'tfds'"),
     ("data.train_examples", 100, r"config\.data\.train_examples: 100 examples make no batch"),
     ("num_devices", -1, r"config\.num_devices: must be >= 0"),
+    ("checkpoint.select", "test_accuracy", r"config\.checkpoint\.select: 'test_accuracy' is not one"),
+    ("data.validation_examples", -1, r"config\.data\.validation_examples: must be >= 0"),
 ])
 def test_impossible_values_fail_validation_naming_the_field(field, value, message):
   config = config_lib.load(str(ROOT / "configs" / "mnist.py"), {field: value})
@@ -71,3 +73,13 @@ def test_dict_round_trip_restores_the_config():
   config = config_lib.load(str(ROOT / "configs" / "mnist.py"))
   again = config_lib.from_dict(config_lib.to_dict(config))
   assert again.to_dict() == config.to_dict()
+
+
+def test_selecting_on_validation_needs_a_validation_split():
+  config = config_lib.load(str(ROOT / "configs" / "mnist.py"), {"data.validation_examples": 0})
+  assert config_lib.select_rule(config) == "last"  # "auto" without a split.
+  config.checkpoint.select = "val_accuracy"
+  with pytest.raises(ConfigError, match=r"config\.checkpoint\.select: 'val_accuracy' needs a "
+                                        r"validation split: set config\.data\.validation_examples"):
+    config_lib.validate(config)
+  assert config_lib.select_rule(config_lib.load(str(ROOT / "configs" / "mnist.py"))) == "val_accuracy"

@@ -40,7 +40,7 @@ def _break(folder, name, transform):
     ("train-images-idx3-ubyte.gz", lambda b: b[:len(b) // 2], "not a readable gzip file"),
     ("train-images-idx3-ubyte.gz", lambda b: b"garbage" + b[7:], "not a readable gzip file"),
     ("train-images-idx3-ubyte.gz", lambda b: gzip.compress(gzip.decompress(b)[:-100]),
-     r"header promises shape \(256, 12, 12\) \(36864 bytes\) but the file holds 36764"),
+     r"header promises shape \(288, 12, 12\) \(41472 bytes\) but the file holds 41372"),
     ("train-labels-idx1-ubyte.gz", lambda b: gzip.compress(b"\x00\x00\x09\x01" + gzip.decompress(b)[4:]),
      "bad IDX magic number 2305"),
     ("t10k-labels-idx1-ubyte.gz", lambda b: gzip.compress(gzip.decompress(b)[:-1][:4] +
@@ -204,3 +204,36 @@ def test_real_mnist_files(mnist_dir):
 ])
 def test_batch_size_capped_at_a_fraction_of_the_training_set(batch, fraction, n, expected):
   assert pipeline.batch_size(batch, fraction, n) == expected
+
+
+def test_validation_split_is_stratified_disjoint_and_fixed_by_the_seed():
+  labels = np.repeat(np.arange(4), [100, 50, 30, 20]).astype(np.int32)
+  images = np.arange(len(labels))[:, None]  # Each image is its index.
+  val = pipeline.validation_indices(labels, 40, seed=3)
+  np.testing.assert_array_equal(val, pipeline.validation_indices(labels, 40, seed=3))
+  assert not np.array_equal(val, pipeline.validation_indices(labels, 40, seed=4))
+  assert np.bincount(labels[val]).tolist() == [20, 10, 6, 4]  # 40 in the classes' proportions.
+  dataset = pipeline.hold_out(pipeline.Dataset(images, labels, images[:5], labels[:5], 4, "x"),
+                              40, seed=3)
+  assert dataset.has_validation and len(dataset.val_labels) == 40
+  np.testing.assert_array_equal(dataset.val_images[:, 0], val)
+  kept = dataset.train_images[:, 0]
+  assert len(kept) == 160 and np.all(np.diff(kept) > 0)  # The rest, in their order.
+  assert not set(kept) & set(val)
+  uneven = pipeline.validation_indices(labels, 7, seed=0)  # Shares 3.5, 1.75, 1.05, 0.7.
+  assert np.bincount(labels[uneven], minlength=4).tolist() == [3, 2, 1, 1]
+
+
+def test_validation_examples_come_before_train_examples_and_are_checked(tmp_path):
+  write_idx_folder(tmp_path, train=100, test=10)
+  dataset = data.load(_data_config(dir=str(tmp_path), num_classes=4, validation_examples=20,
+                                   train_examples=50), seed=0)
+  full = data.load(_data_config(dir=str(tmp_path), num_classes=4, validation_examples=20), seed=0)
+  np.testing.assert_array_equal(dataset.val_labels, full.val_labels)  # Not cut by train_examples.
+  np.testing.assert_array_equal(dataset.train_images, full.train_images[:50])
+  with pytest.raises(DataError, match=r"config\.data\.validation_examples=100 but .* holds 100"):
+    data.load(_data_config(dir=str(tmp_path), num_classes=4, validation_examples=100), seed=0)
+  with pytest.raises(DataError, match=r"train_examples=90 but .* holds 80 training examples "
+                                      r"after 20 held out"):
+    data.load(_data_config(dir=str(tmp_path), num_classes=4, validation_examples=20,
+                           train_examples=90), seed=0)

@@ -70,5 +70,5 @@ def test_two_processes_of_four_devices_equal_one_process_of_eight(mode, tiny_dat
   assert diff <= 1e-5
   lines = lambda w: [json.loads(l) for l in (w / "metrics.jsonl").read_text().splitlines()]
   for x, y in zip(lines(tmp_path / "one"), lines(tmp_path / "two")):
-    assert x["step"] == y["step"] and abs(x["test_accuracy"] - y["test_accuracy"]) < 1e-6
+    assert x["step"] == y["step"] and abs(x["val_accuracy"] - y["val_accuracy"]) < 1e-6
     assert abs(x["train_loss"] - y["train_loss"]) < 1e-5

@@ -4,6 +4,7 @@ import io
 import json
 import textwrap
 
+import numpy as np
 import pytest
 
 from cnnjax import config as config_lib
@@ -21,7 +22,7 @@ def fake_run(path, status="finished", error=None, **fields):
   lines = [{"step": 10 * (i + 1), "epoch": i + 1, "test_accuracy": a, "test_loss": 1 - a}
            for i, a in enumerate(accuracies)]
   (path / "metrics.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
-  summary = {"status": status, "test_accuracy": accuracies[-1], "best_test_accuracy": accuracies[-1],
+  summary = {"status": status, "test_accuracy": accuracies[-1], "val_accuracy": accuracies[-1],
              "epochs": 2, "steps": 20, "wall_seconds": 75.0}
   if error:
     summary["error"] = error
@@ -180,3 +181,41 @@ def test_sweep_skips_finished_survives_failures_and_parallel_equals_serial(tiny_
   sweep.run_sweep(base, points, tmp_path / "w1", workers=1, retry_failed=True, log=messages.append)
   assert any("retrying; the failed attempt is in" in m for m in messages)
   assert len(list((tmp_path / "w1" / ".failed").iterdir())) == 1
+
+
+def test_aggregate_seed_puts_runs_that_differ_only_in_seed_in_one_row(tmp_path):
+  accuracy = {(0.02, 0): 0.90, (0.02, 1): 0.92, (0.02, 2): 0.97, (0.1, 0): 0.80, (0.1, 1): 0.84}
+  for (lr, seed), acc in accuracy.items():
+    path = fake_run(tmp_path / f"learning_rate={lr},seed={seed}",
+                    **{"optimizer.learning_rate": lr, "seed": seed})
+    summary = json.loads((path / "summary.json").read_text())
+    records.write_json(path / "summary.json", {**summary, "test_accuracy": acc})
+  result = table.show([tmp_path], aggregate="seed")
+  rows = {r["optimizer.learning_rate"]: r for r in result.rows}
+  assert sorted(rows) == [0.02, 0.1] and "seed" not in [c for c in result.columns if "." in c]
+  low, high = rows[0.02], rows[0.1]
+  assert (low["n"], low["seed"], high["n"], high["seed"]) == (3, (0, 1, 2), 2, (0, 1))
+  assert low["run"] == "learning_rate=0.02,seed=*"
+  assert low["test_accuracy_mean"] == pytest.approx(0.93)
+  assert low["test_accuracy_std"] == pytest.approx(np.std([0.90, 0.92, 0.97], ddof=1))
+  assert high["test_accuracy_mean"] == pytest.approx(0.82)
+  assert high["test_accuracy_std"] == pytest.approx(np.std([0.80, 0.84], ddof=1))
+  header = result.to_csv().splitlines()[0].split(",")
+  assert {"n", "test_accuracy_mean", "test_accuracy_std", "val_accuracy_mean"} <= set(header)
+  shown = result.sort("test_accuracy", descending=True).select(
+      ["optimizer.learning_rate", "n", "test_accuracy"])
+  assert shown.to_markdown().splitlines()[2] == "| 0.02 | 3 | 0.93 ± 0.03606 |"
+  assert shown.to_text().splitlines()[3].split() == ["0.1", "2", "0.82", "±", "0.02828"]
+  assert [r["n"] for r in result.filter(["test_accuracy>0.85"]).rows] == [3]
+
+
+def test_sweep_seeds_repeats_every_point(capsys, tmp_path, tiny_data_dir):
+  from cnnjax import cli
+  assert hyper.with_seeds([{"a": 1}, {"a": 2}], 2) == [
+      {"a": 1, "seed": 0}, {"a": 1, "seed": 1}, {"a": 2, "seed": 0}, {"a": 2, "seed": 1}]
+  experiment = _experiment(tmp_path, tiny_data_dir)
+  assert cli.main(["sweep", str(experiment), "--dry-run", "--seeds", "2",
+                   "--root", str(tmp_path / "r")]) == 0
+  names = [line.split()[0].split("/")[-1] for line in capsys.readouterr().out.splitlines()]
+  assert names[:2] == ["conv_features=4-8,seed=0", "conv_features=4-8,seed=1"]
+  assert len(names) == 6

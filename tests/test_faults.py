@@ -132,7 +132,7 @@ def test_nan_mid_run_fails_at_its_step_keeping_good_checkpoints(tiny_config, tmp
   summary = json.loads((tmp_path / "nan" / "summary.json").read_text())
   assert summary["status"] == "failed" and "at step 22" in summary["error"]
   assert sorted(os.listdir(tmp_path / "nan" / "checkpoints")) == ["16"]
-  assert sorted(os.listdir(tmp_path / "nan" / "best")) == ["16"]
+  assert sorted(os.listdir(tmp_path / "nan" / "selected")) == ["16"]
   assert [r["step"] for r in map(json.loads, (tmp_path / "nan" / "metrics.jsonl").read_text().splitlines())] == [16]
 
 

@@ -37,11 +37,13 @@ def test_run_directory_holds_every_record(finished_run):
   assert sys.modules.get("torch", "absent") is not None  # Hidden from tensorboardX only.
   assert json.loads((workdir / "summary.json").read_text()) == summary
   assert summary["status"] == "finished"
-  assert summary["epochs"] == 2 and summary["steps"] == 2 * (256 // 16)
-  for key in ("test_accuracy", "best_test_accuracy", "train_seconds", "wall_seconds",
-              "images_per_second"):
+  assert summary["epochs"] == 2 and summary["steps"] == 2 * ((288 - 32) // 16)
+  assert (summary["train_examples"], summary["validation_examples"]) == (256, 32)
+  for key in ("test_accuracy", "final_test_accuracy", "val_accuracy", "best_val_accuracy",
+              "train_seconds", "wall_seconds", "images_per_second"):
     assert summary[key] > 0, key
-  assert summary["best_test_accuracy"] >= summary["test_accuracy"]
+  assert "best_test_accuracy" not in summary and summary["checkpoint_select"] == "val_accuracy"
+  assert summary["best_val_accuracy"] >= summary["val_accuracy"]
   assert summary["test_accuracy"] > 0.5  # Four classes: well above chance after 2 epochs.
   assert json.loads((workdir / "config.json").read_text())["model"]["conv_features"] == [4, 8]
   run = json.loads((workdir / "run.json").read_text())
@@ -49,10 +51,13 @@ def test_run_directory_holds_every_record(finished_run):
   assert {"argv", "start_time", "git", "platform"} <= set(run)
   lines = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert [l["epoch"] for l in lines] == [1, 2]
-  assert {"step", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "learning_rate",
+  assert {"step", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate",
           "images_per_second", "wall_seconds"} <= set(lines[0])
+  assert not any(k.startswith("test_") for k in lines[0])  # Opt-in: config.test_curves.
   assert sorted(os.listdir(workdir / "checkpoints")) == ["16", "32"]
-  assert os.listdir(workdir / "best")
+  best = max(lines, key=lambda l: l["val_accuracy"])
+  assert summary["selected_epoch"] == best["epoch"] and summary["val_accuracy"] == best["val_accuracy"]
+  assert os.listdir(workdir / "selected") == [str(best["step"])]
 
 
 def test_same_config_and_seed_give_identical_metrics(finished_run, tmp_path):
@@ -124,3 +129,74 @@ def test_nan_loss_fails_the_run_with_status_failed(finished_run, tmp_path):
   summary = json.loads((tmp_path / "nan" / "summary.json").read_text())
   assert summary["status"] == "failed" and "at step 1" in summary["error"]
   assert not os.listdir(tmp_path / "nan" / "checkpoints")
+
+
+def _permuted_test_labels(source, target):
+  """A copy of the tiny IDX folder whose test labels are shuffled."""
+  import shutil
+  from cnnjax.data import idx
+  from conftest import write_idx
+  shutil.copytree(source, target)
+  labels = idx.load_folder(source, 4)[3]
+  write_idx(target / "t10k-labels-idx1-ubyte.gz", np.random.default_rng(7).permutation(labels))
+  return target
+
+
+def test_nothing_is_chosen_on_the_test_set(finished_run, tiny_data_dir, tmp_path):
+  config, reference, summary = finished_run
+  permuted = config.copy_and_resolve_references()
+  permuted.data.dir = str(_permuted_test_labels(tiny_data_dir, tmp_path / "data"))
+  other = loop.train_and_evaluate(permuted, tmp_path / "permuted")
+  assert _metrics(tmp_path / "permuted") == _metrics(reference)  # Train and val metrics.
+  assert other["selected_epoch"] == summary["selected_epoch"]
+  assert other["test_accuracy"] != summary["test_accuracy"]  # The test labels did change.
+  from cnnjax.runs.checkpoints import Checkpoints
+  for which in ("selected", "latest"):
+    a = Checkpoints(tmp_path / "permuted", keep=1).restore_arrays(which)
+    b = Checkpoints(reference, keep=1).restore_arrays(which)
+    assert a[0] == b[0]
+    for x, y in zip(jax.tree.leaves(a[1]), jax.tree.leaves(b[1])):
+      np.testing.assert_array_equal(x, y)
+
+
+def test_test_accuracy_is_that_of_the_selected_model(finished_run, tiny_data_dir, tmp_path,
+                                                     monkeypatch):
+  import cnnjax
+  from cnnjax.data import idx
+  config, _, _ = finished_run
+  monkeypatch.setattr(loop, "selection_score", lambda record, rule: -record["step"])  # Epoch 1.
+  summary = loop.train_and_evaluate(config, tmp_path / "first")
+  assert summary["selected_epoch"] == 1 and summary["selected_step"] == 16
+  images, labels = idx.load_folder(tiny_data_dir, 4)[2:]
+  accuracy = lambda which: float(np.mean(cnnjax.load_run(tmp_path / "first", which)
+                                         .predict(images).argmax(-1) == labels))
+  assert summary["test_accuracy"] == pytest.approx(accuracy("selected"), abs=1e-6)
+  assert summary["final_test_accuracy"] == pytest.approx(accuracy("latest"), abs=1e-6)
+
+
+@pytest.mark.parametrize("rule", ["train_loss", "last"])
+def test_select_by_train_loss_or_last_without_a_validation_split(finished_run, tmp_path, rule):
+  config, _, _ = finished_run
+  config = config.copy_and_resolve_references()
+  config.data.validation_examples, config.checkpoint.select = 0, rule
+  summary = loop.train_and_evaluate(config, tmp_path / rule)
+  lines = [json.loads(l) for l in (tmp_path / rule / "metrics.jsonl").read_text().splitlines()]
+  assert not any(k.startswith(("val_", "test_")) for k in lines[0])
+  assert "val_accuracy" not in summary and summary["train_examples"] == 288
+  expected = min(lines, key=lambda l: l["train_loss"]) if rule == "train_loss" else lines[-1]
+  assert summary["selected_epoch"] == expected["epoch"]
+  if rule == "last":
+    assert summary["test_accuracy"] == summary["final_test_accuracy"]
+
+
+def test_validation_is_the_same_on_one_device_and_test_curves_are_opt_in(finished_run, tmp_path):
+  config, reference, summary = finished_run
+  config = config.copy_and_resolve_references()
+  config.num_devices, config.test_curves = 1, True
+  one = loop.train_and_evaluate(config, tmp_path / "one")
+  lines = [json.loads(l) for l in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+  assert {"test_loss", "test_accuracy"} <= set(lines[0])
+  for a, b in zip(lines, _metrics(reference)):
+    assert a["val_accuracy"] == b["val_accuracy"]
+    assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
+  assert one["selected_epoch"] == summary["selected_epoch"]

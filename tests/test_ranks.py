@@ -132,9 +132,11 @@ def test_npz_volumes_in_medmnist_layout(tmp_path):
   arrays.update({f"{s}_labels": rng.integers(0, 2, (n, 1)) for s, n in (("train", 10), ("val", 3), ("test", 4))})
   np.savez(tmp_path / "organ.npz", **arrays)
   config = _config("volumes_3d.py", None, {"data.source": "npz", "data.name": "organ",
-                                            "data.dir": str(tmp_path)})
-  dataset = data.load(config.data)
-  assert dataset.train_images.shape == (10, 6, 6, 6, 1) and dataset.test_labels.shape == (4,)
+                                            "data.dir": str(tmp_path),
+                                            "data.validation_examples": 2})
+  dataset = data.load(config.data, config.seed)
+  assert dataset.train_images.shape == (8, 6, 6, 6, 1) and dataset.test_labels.shape == (4,)
+  assert dataset.val_images.shape == (2, 6, 6, 6, 1)
   np.savez(tmp_path / "broken.npz", train_images=arrays["train_images"])
   with pytest.raises(DataError, match=r"broken\.npz: no 'train_labels' array"):
     volumes.load_npz(tmp_path / "broken.npz")

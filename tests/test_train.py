@@ -157,7 +157,7 @@ def test_a_run_with_a_padded_batch_trains(tiny_config, tmp_path):
   from cnnjax.train.loop import train_and_evaluate
   tiny_config.batch_size, tiny_config.pad_batch, tiny_config.num_epochs = 20, True, 1
   summary = train_and_evaluate(tiny_config, tmp_path / "run")
-  assert summary["status"] == "finished" and summary["steps"] == 256 // 20
+  assert summary["status"] == "finished" and summary["steps"] == (288 - 32) // 20
 
 
 def test_initial_state_compiled_without_optimizations_matches_plain_init(tiny_config):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cnnjax.data import fetch, idx
+from cnnjax.data import fetch, idx, pipeline
 from cnnjax.data.pipeline import Dataset
 from cnnjax.errors import DataError
 
@@ -55,8 +55,9 @@ def _root(data_config) -> Path:
   return Path(root)
 
 
-def load(data_config) -> Dataset:
-  """The data set `data_config` names, in memory, cut to config.data.train_examples."""
+def load(data_config, seed: int = 0) -> Dataset:
+  """The data set `data_config` names, in memory: config.data.validation_examples held out
+  of its training data (stratified, from `seed`), the rest cut to config.data.train_examples."""
   d = data_config
   class_names = None
   if d.source == "tfds":
@@ -92,7 +93,13 @@ def load(data_config) -> Dataset:
                     f"config.data.num_classes")
   dataset = Dataset(*arrays, num_classes=num_classes, location=location,
                     class_names=tuple(class_names or ()))
+  held_out = data_config.validation_examples
+  if held_out >= len(dataset.train_labels):
+    raise DataError(f"config.data.validation_examples={held_out} but {location} holds "
+                    f"{len(dataset.train_labels)} training examples; hold out fewer")
+  dataset = pipeline.hold_out(dataset, held_out, seed)
   if data_config.train_examples > len(dataset.train_labels):
     raise DataError(f"config.data.train_examples={data_config.train_examples} but {location} "
-                    f"holds {len(dataset.train_labels)} training examples")
+                    f"holds {len(dataset.train_labels)} training examples"
+                    + (f" after {held_out} held out for validation" if held_out else ""))
   return dataset.take_train(data_config.train_examples)

@@ -21,6 +21,12 @@ class Dataset:
   num_classes: int
   location: str  # Where it was read from, for the run record.
   class_names: tuple[str, ...] = ()  # Label of each class number, where the data names them.
+  val_images: np.ndarray | None = None  # Held out of the training data (see `hold_out`).
+  val_labels: np.ndarray | None = None
+
+  @property
+  def has_validation(self) -> bool:
+    return self.val_labels is not None and len(self.val_labels) > 0
 
   @property
   def input_shape(self) -> tuple[int, ...]:
@@ -32,6 +38,39 @@ class Dataset:
       return self
     return dataclasses.replace(self, train_images=self.train_images[:n],
                                train_labels=self.train_labels[:n])
+
+
+# Entropy that keeps the validation split's stream apart from the epoch orders.
+_VALIDATION_STREAM = 0x76616C
+
+
+def validation_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+  """Sorted indices of `n` examples stratified by class, fixed by `seed`.
+
+  Each class gives its share of `n` (largest remainders round), drawn at random from
+  its examples; the same labels, `n` and seed give the same indices anywhere.
+  """
+  classes, counts = np.unique(labels, return_counts=True)
+  quota = counts * n / len(labels)
+  take = np.floor(quota).astype(int)
+  rest = n - int(take.sum())
+  take[np.argsort(-(quota - take), kind="stable")[:rest]] += 1
+  rng = np.random.default_rng([seed, _VALIDATION_STREAM])
+  chosen = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take)]
+  return np.sort(np.concatenate(chosen))
+
+
+def hold_out(dataset: Dataset, n: int, seed: int) -> Dataset:
+  """`dataset` with `n` training examples moved into its validation split (n = 0: none).
+  The remaining training examples keep their order."""
+  if not n:
+    return dataset
+  val = validation_indices(dataset.train_labels, n, seed)
+  keep = np.ones(len(dataset.train_labels), bool)
+  keep[val] = False
+  return dataclasses.replace(
+      dataset, train_images=dataset.train_images[keep], train_labels=dataset.train_labels[keep],
+      val_images=dataset.train_images[val], val_labels=dataset.train_labels[val])
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:

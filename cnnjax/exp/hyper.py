@@ -43,3 +43,11 @@ def zip(parts: Sequence[list[Point]]) -> list[Point]:  # noqa: A001 - big_vision
 
 def chain(*parts: list[Point]) -> list[Point]:
   return [point for part in parts for point in part]
+
+
+def with_seeds(points: Sequence[Point], n: int) -> list[Point]:
+  """Every point repeated with config.seed = 0 .. n-1 (`cnnjax sweep --seeds n`), for
+  `cnnjax exp show --aggregate seed`."""
+  if n < 1:
+    raise ValueError(f"--seeds must be >= 1, got {n}")
+  return product([list(points), sweep("seed", range(n))])

@@ -32,7 +32,7 @@ def _value(v):
   return tuple(v) if isinstance(v, list) else v
 
 
-def plot_runs(runs: Sequence[str | Path], metric: str = "test_accuracy",
+def plot_runs(runs: Sequence[str | Path], metric: str = "val_accuracy",
               output: str | Path = "curves.png") -> Path:
   import matplotlib
   matplotlib.use("Agg")

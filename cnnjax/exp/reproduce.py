@@ -11,7 +11,8 @@ from cnnjax.runs import records
 from cnnjax.runs.metrics import TIMING
 from cnnjax.runs.reader import read_run
 
-
+# What a run delivers, from summary.json, compared besides the per-epoch metrics.
+RESULTS = ("selected_epoch", "test_accuracy", "test_loss", "final_test_accuracy")
 
 def code_differences(run: dict[str, Any]) -> list[str]:
   """How the code here differs from the code the run recorded (empty: the same)."""
@@ -55,7 +56,10 @@ def reproduce(run: str | Path, workdir: str | Path | None = None,
   config_lib.apply_overrides(config, overrides)
   workdir = Path(workdir or f"{str(Path(run)).rstrip('/')}-repro")
   cnnjax.train_and_evaluate(config, workdir)
-  rows = compare_metrics(original.metrics(), read_run(workdir).metrics())
+  again = read_run(workdir)
+  rows = compare_metrics(original.metrics(), again.metrics())
+  results = lambda summary: {k: summary[k] for k in RESULTS if k in summary}
+  rows += compare_metrics([results(original.summary)], [results(again.summary)])
   return {"original": str(run), "reproduction": str(workdir), "rows": rows,
           "exact": bool(rows) and all(r["exact"] for r in rows)}
 

@@ -1,7 +1,9 @@
 """`cnnjax exp show` and `exp diff`: one table of runs, and the difference of two.
 
 Rows carry the run's name, status, start, duration, the config fields that differ
-between the shown runs (or all of them) and the final and best metrics.
+between the shown runs (or all of them) and the run's metrics. `aggregate_table` puts runs
+whose configs differ only in one field (the seed) in one row, with each metric's mean and
+standard deviation.
 """
 from __future__ import annotations
 
@@ -11,57 +13,84 @@ import io
 import json
 import operator
 import re
+import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
 from cnnjax.config import flatten
 from cnnjax.runs.reader import RunRecord, find_runs, read_run
 
-METRICS = ("test_accuracy", "best_test_accuracy", "test_loss", "train_accuracy",
-           "train_loss", "epochs", "steps", "images_per_second", "wall_seconds")
+METRICS = ("test_accuracy", "final_test_accuracy", "val_accuracy", "best_val_accuracy",
+           "selected_epoch", "test_loss", "train_accuracy", "train_loss", "epochs", "steps",
+           "images_per_second", "wall_seconds")
 INFO = ("run", "status", "started", "duration")
 _OPS = {">=": operator.ge, "<=": operator.le, "!=": operator.ne, "==": operator.eq,
         ">": operator.gt, "<": operator.lt, "=": operator.eq}
 
 
 class Table:
-  """Rows (dicts) and the columns to show, with the output formats of `exp show`."""
+  """Rows (dicts) and the columns to show, with the output formats of `exp show`.
 
-  def __init__(self, columns: Sequence[str], rows: list[dict[str, Any]]):
-    self.columns, self.rows = list(columns), rows
+  In an aggregated table each metric M of `aggregated` is two columns, M_mean and M_std
+  (CSV, JSON); text and Markdown show them as one column M, "mean ± std". Filters,
+  sorting and column choices may name M for M_mean.
+  """
+
+  def __init__(self, columns: Sequence[str], rows: list[dict[str, Any]],
+               aggregated: Sequence[str] = ()):
+    self.columns, self.rows, self.aggregated = list(columns), rows, tuple(aggregated)
 
   def __len__(self):
     return len(self.rows)
+
+  def _field(self, name: str) -> str:
+    return f"{name}_mean" if name in self.aggregated else name
 
   def filter(self, expressions: Sequence[str]) -> "Table":
     rows = self.rows
     for expression in expressions:
       field, op, value = parse_filter(expression)
-      rows = [r for r in rows if _matches(r.get(field), op, value)]
-    return Table(self.columns, rows)
+      rows = [r for r in rows if _matches(r.get(self._field(field)), op, value)]
+    return Table(self.columns, rows, self.aggregated)
 
   def sort(self, field: str, descending: bool = False) -> "Table":
+    field = self._field(field)
     present = [r for r in self.rows if r.get(field) is not None]
     missing = [r for r in self.rows if r.get(field) is None]  # Always last.
     present.sort(key=lambda r: _sort_key(r[field]), reverse=descending)
-    return Table(self.columns, present + missing)
+    return Table(self.columns, present + missing, self.aggregated)
 
   def select(self, columns: Sequence[str]) -> "Table":
-    return Table(columns, self.rows)
+    expanded = [part for c in columns
+                for part in ((f"{c}_mean", f"{c}_std") if c in self.aggregated else (c,))]
+    return Table(expanded, self.rows, self.aggregated)
+
+  def _shown(self) -> tuple[list[str], list[list[str]]]:
+    """Header and cells for people: M_mean and M_std merged into "mean ± std"."""
+    header, getters = [], []
+    for c in self.columns:
+      metric = c[:-len("_mean")] if c.endswith("_mean") else None
+      if metric in self.aggregated:
+        header.append(metric)
+        getters.append(lambda r, m=metric: _mean_std(r.get(f"{m}_mean"), r.get(f"{m}_std")))
+      elif not (c.endswith("_std") and c[:-len("_std")] in self.aggregated):
+        header.append(c)
+        getters.append(lambda r, c=c: _fmt(r.get(c)))
+    return header, [[get(r) for get in getters] for r in self.rows]
 
   def to_text(self) -> str:
-    cells = [self.columns] + [[_fmt(r.get(c)) for c in self.columns] for r in self.rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(self.columns))]
+    header, body = self._shown()
+    cells = [header] + body
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines += [f"{r['run']}: {r['error']}" for r in self.rows if r.get("error")]
     return "\n".join(lines)
 
   def to_markdown(self) -> str:
-    lines = ["| " + " | ".join(self.columns) + " |",
-             "|" + "|".join(" --- " for _ in self.columns) + "|"]
-    lines += ["| " + " | ".join(_fmt(r.get(c)).replace("|", "\\|") for c in self.columns) + " |"
-              for r in self.rows]
+    header, body = self._shown()
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(v.replace("|", "\\|") for v in row) + " |" for row in body]
     return "\n".join(lines)
 
   def to_csv(self) -> str:
@@ -118,6 +147,12 @@ def _fmt(value) -> str:
   return str(_plain(value))
 
 
+def _mean_std(mean, std) -> str:
+  if mean is None:
+    return ""
+  return _fmt(mean) if std is None else f"{_fmt(mean)} ± {_fmt(std)}"
+
+
 def _duration(seconds) -> str | None:
   if seconds is None:
     return None
@@ -161,12 +196,54 @@ def build_table(records: Sequence[tuple[str, RunRecord]], all_params: bool = Fal
   return Table(list(INFO) + keys + list(METRICS), rows)
 
 
-def show(roots: Sequence[str | Path], all_params: bool = False) -> Table:
-  """Every run under the roots (a root may itself be a run directory)."""
+def _group_name(names: Sequence[str], field: str) -> str:
+  """The runs' common name with the field's value as "*" ("lr=0.1,seed=*")."""
+  pattern = re.compile(rf"(^|[,/]){re.escape(field.split('.')[-1])}=[^,/]*")
+  starred = {pattern.sub(lambda m: f"{m.group(1)}{field.split('.')[-1]}=*", n) for n in names}
+  return starred.pop() if len(starred) == 1 else f"{names[0]} (+{len(names) - 1})"
+
+
+def aggregate_table(records: Sequence[tuple[str, RunRecord]], field: str = "seed",
+                    all_params: bool = False) -> Table:
+  """One row per group of runs whose configs differ only in `field`: the group's n, its
+  values of `field`, the config fields that differ between groups, and for each metric
+  the mean and the sample standard deviation (None for n = 1) over the runs that have it."""
+  params = [{k: v for k, v in flatten(r.config).items() if k != field} for _, r in records]
+  groups: dict[str, list[int]] = {}
+  for i, p in enumerate(params):
+    groups.setdefault(json.dumps(p, sort_keys=True), []).append(i)
+  keys = sorted({k for p in params for k in p}) if all_params else differing_fields(params)
+  rows = []
+  for members in groups.values():
+    statuses = [records[i][1].status for i in members]
+    counts = {s: statuses.count(s) for s in dict.fromkeys(statuses)}
+    row = {"run": _group_name([records[i][0] for i in members], field), "n": len(members),
+           "status": statuses[0] if len(counts) == 1 else
+           ", ".join(f"{n} {s}" for s, n in counts.items()),
+           field: tuple(flatten(records[i][1].config).get(field) for i in members)}
+    row.update({k: tuple(v) if isinstance(v, list) else v
+                for k, v in params[members[0]].items() if k in keys})
+    for m in METRICS:
+      values = [records[i][1].summary.get(m) for i in members]
+      values = [v for v in values if isinstance(v, (int, float))]
+      row[f"{m}_mean"] = statistics.fmean(values) if values else None
+      row[f"{m}_std"] = statistics.stdev(values) if len(values) > 1 else None
+    rows.append(row)
+  columns = ["run", "n", "status", field] + keys
+  columns += [f"{m}_{part}" for m in METRICS for part in ("mean", "std")]
+  return Table(columns, rows, aggregated=METRICS)
+
+
+def show(roots: Sequence[str | Path], all_params: bool = False,
+         aggregate: str | None = None) -> Table:
+  """Every run under the roots (a root may itself be a run directory); with `aggregate`
+  (a config field, e.g. "seed"), one row per group of runs that differ only in it."""
   records = []
   for root in map(Path, roots):
     prefix = f"{root.name}/" if len(roots) > 1 else ""
     records += [(prefix + run_name(r, root), r) for r in map(read_run, find_runs(root))]
+  if aggregate:
+    return aggregate_table(records, aggregate, all_params)
   return build_table(records, all_params)
 
 

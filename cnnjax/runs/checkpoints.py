@@ -1,4 +1,5 @@
-"""Orbax checkpoints of a run: the latest few in checkpoints/, the best in best/.
+"""Orbax checkpoints of a run: the latest few in checkpoints/, and in selected/ the one
+config.checkpoint.select picks (the model the run delivers).
 
 Orbax writes each checkpoint into a temporary folder and renames it when complete, so a
 killed or failed write never replaces a good checkpoint; leftovers are cleaned up on
@@ -53,7 +54,7 @@ class Checkpoints:
           cleanup_tmp_directories=True), item_handlers=ocp.StandardCheckpointHandler())
     self.directory = workdir.resolve() / "checkpoints"
     self._latest = ocp.CheckpointManager(self.directory, **options(keep))
-    self._best = ocp.CheckpointManager(workdir.resolve() / "best", **options(1))
+    self._selected = ocp.CheckpointManager(workdir.resolve() / "selected", **options(1))
 
   def latest_step(self) -> int | None:
     return self._latest.latest_step()
@@ -75,16 +76,26 @@ class Checkpoints:
                               f"({len(wrong)} mismatched): " + "; ".join(wrong))
     return self._latest.restore(step, args=ocp.args.StandardRestore(jax.device_get(target)))
 
-  def restore_arrays(self, which: str = "best") -> tuple[int, dict]:
-    """(step, nested dict of numpy arrays) of the best or latest checkpoint, no target."""
-    manager = self._best if which == "best" else self._latest
+  def selected_step(self) -> int | None:
+    return self._selected.latest_step()
+
+  def restore_selected(self, target):
+    """The selected checkpoint restored into the structure of `target` (or None)."""
+    step = self._selected.latest_step()
+    if step is None:
+      return None
+    return self._selected.restore(step, args=ocp.args.StandardRestore(jax.device_get(target)))
+
+  def restore_arrays(self, which: str = "selected") -> tuple[int, dict]:
+    """(step, nested dict of numpy arrays) of the selected or latest checkpoint, no target."""
+    manager = self._selected if which == "selected" else self._latest
     step = manager.latest_step()
     if step is None:
       raise CheckpointError(f"no {which} checkpoint under {self.directory.parent}")
     return step, manager.restore(step, args=ocp.args.StandardRestore())
 
-  def save(self, step: int, state, best: bool) -> None:
-    managers = [self._latest, self._best] if best else [self._latest]
+  def save(self, step: int, state, selected: bool) -> None:
+    managers = [self._latest, self._selected] if selected else [self._latest]
     try:
       host = jax.device_get(state)  # NumPy: with several processes, process 0 writes it.
       for manager in managers:
@@ -97,6 +108,6 @@ class Checkpoints:
                             f"checkpoint is step {self._latest.latest_step()}") from e
 
   def close(self) -> None:
-    for manager in (self._latest, self._best):
+    for manager in (self._latest, self._selected):
       manager.wait_until_finished()
       manager.close()

@@ -1,6 +1,6 @@
 """A trained run in one call: its config, model and parameters, ready to predict.
 
-    run = cnnjax.load_run("runs/talk")          # best checkpoint; checkpoint="latest"
+    run = cnnjax.load_run("runs/talk")          # selected checkpoint; checkpoint="latest"
     probabilities = run.predict(images)          # uint8 (N, 28, 28, 1) -> (N, classes)
 """
 from __future__ import annotations
@@ -60,8 +60,9 @@ class LoadedRun:
     return {k: np.asarray(v[0][0]) for k, v in state.get("features", {}).items()}
 
 
-def load_run(path: str | Path, checkpoint: str = "best") -> LoadedRun:
-  """Loads a run directory's config, model and the `best` or `latest` parameters."""
+def load_run(path: str | Path, checkpoint: str = "selected") -> LoadedRun:
+  """Loads a run directory's config, model and the `selected` (the model the run
+  delivers, see config.checkpoint.select) or `latest` parameters."""
   record = read_run(Path(path))
   if not record.config:
     raise FileNotFoundError(f"{path} holds no config.json: not a run directory")

@@ -14,7 +14,7 @@ from typing import Any
 
 from cnnjax.runs.metrics import read_metrics
 
-_NOT_RUNS = {"checkpoints", "best", "tensorboard", "code"}
+_NOT_RUNS = {"checkpoints", "selected", "tensorboard", "code", "eval", "viz"}
 
 
 @dataclasses.dataclass

@@ -4,9 +4,15 @@
 model, then trains epoch by epoch with periodic evaluation and checkpoints. Running it
 again on the same workdir resumes from the latest checkpoint (mid-epoch included) and
 ends with the same parameters and metrics as an uninterrupted run.
+
+Everything decided during training (the curves, the checkpoint kept as the delivered
+model by config.checkpoint.select) uses the validation split and the training metrics;
+the test set is evaluated once the run ends, for the delivered model and for the last
+parameters (and at each evaluation only with config.test_curves, which nothing reads).
 """
 from __future__ import annotations
 
+import math
 import signal
 import sys
 import time
@@ -64,8 +70,10 @@ _compute = jax.jit(lambda metrics: metrics.compute())
 _merge = jax.jit(lambda total, metrics: total.merge(metrics))
 
 
-def evaluate(dmap: parallel.DeviceMap, rstate, images, labels, batch_size: int) -> dict:
-  """Loss and accuracy over every example exactly once (padding is masked out)."""
+def evaluate(dmap: parallel.DeviceMap, rstate, images, labels, batch_size: int,
+             split: str = "test") -> dict:
+  """`{split}_loss` and `{split}_accuracy` over every example exactly once (padding is
+  masked out), and `{split}_examples`."""
   total = None
   global_batch = -(-batch_size // dmap.global_n) * dmap.global_n
   for batch in pipeline.eval_batches(images, labels, global_batch):
@@ -73,8 +81,18 @@ def evaluate(dmap: parallel.DeviceMap, rstate, images, labels, batch_size: int) 
     total = m if total is None else _merge(total, m)
     pause_point("eval")
   values = _compute(total)
-  return {"test_loss": float(values["loss"]), "test_accuracy": float(values["accuracy"]),
-          "test_examples": int(total.accuracy.count)}
+  return {f"{split}_loss": float(values["loss"]), f"{split}_accuracy": float(values["accuracy"]),
+          f"{split}_examples": int(total.accuracy.count)}
+
+
+def selection_score(record: dict, rule: str) -> float:
+  """How good an evaluated epoch is under checkpoint.select (higher is better); "last"
+  prefers the latest. Never reads a test metric."""
+  if rule == "val_accuracy":
+    return record["val_accuracy"]
+  if rule == "train_loss":
+    return -record["train_loss"]
+  return record["step"]
 
 
 def _print_progress(epoch, num_epochs, step_in_epoch, steps_per_epoch, rate, left_steps, batch):
@@ -108,7 +126,8 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
   if jax.process_count() > 1 and config.num_devices:
     raise ConfigError("num_devices", "must be 0 (all local devices) with several processes")
   devices = parallel.select_devices(config.num_devices, cpu_origin)
-  dataset = data.load(config.data)
+  dataset = data.load(config.data, config.seed)
+  rule = config_lib.select_rule(config)
   batch_size = pipeline.batch_size(config.batch_size, config.max_batch_fraction,
                                    len(dataset.train_labels))
   padded_batch = parallel.check_divisible(batch_size, len(devices) * jax.process_count(),
@@ -139,7 +158,7 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
   step = int(state.step)
   log = MetricsWriter(workdir, step, enabled=writer)
   last = log.records[-1] if log.records else {}
-  best = max((r["test_accuracy"] for r in log.records), default=-1.0)
+  best = max((selection_score(r, rule) for r in log.records), default=-math.inf)
   train_seconds = last.get("train_seconds", 0.0)
   wall_before = last.get("wall_seconds", 0.0)
   if step:
@@ -148,8 +167,12 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
              "batch_size": batch_size,
              "steps_per_epoch": spe, "total_steps": total_steps,
              "input_shape": list(dataset.input_shape), "num_classes": dataset.num_classes,
-             "class_names": list(dataset.class_names)}
-  write_summary(workdir / "summary.json", {**summary, **_summary_metrics(log.records, batch_size)})
+             "class_names": list(dataset.class_names), "checkpoint_select": rule,
+             "train_examples": len(dataset.train_labels),
+             "validation_examples": 0 if dataset.val_labels is None else len(dataset.val_labels),
+             "test_examples": len(dataset.test_labels)}
+  summarize = lambda: {**summary, **_summary_metrics(log.records, batch_size, rule)}
+  write_summary(workdir / "summary.json", summarize())
 
   status, error = "failed", None
   try:
@@ -170,7 +193,7 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
           if stop.received:
             saved = dmap.unreplicate({"state": rstate, "epoch_metrics": rmetrics})
             _check_finite(_compute(saved["epoch_metrics"]), ckpts)
-            ckpts.save(step, saved, best=False)
+            ckpts.save(step, saved, selected=False)
             raise Interrupted(f"{stop.received} at step {step}: checkpoint saved; run the same "
                               f"command to resume")
           if config.log_every_seconds and time.time() - tick >= config.log_every_seconds:
@@ -187,31 +210,35 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
         epoch_seconds = time.time() - epoch_start
         train_seconds += epoch_seconds
         _check_finite(train, ckpts)
-        test = evaluate(dmap, rstate, dataset.test_images, dataset.test_labels,
-                        config.data.eval_batch_size)
-        record = {
-            "step": step, "epoch": epoch + 1,
-            "train_loss": float(train["loss"]), "train_accuracy": float(train["accuracy"]),
-            "test_loss": test["test_loss"], "test_accuracy": test["test_accuracy"],
+        record = {"step": step, "epoch": epoch + 1,
+                  "train_loss": float(train["loss"]), "train_accuracy": float(train["accuracy"])}
+        if dataset.has_validation:
+          record.update(evaluate(dmap, rstate, dataset.val_images, dataset.val_labels,
+                                 config.data.eval_batch_size, "val"))
+        if config.test_curves:
+          record.update(evaluate(dmap, rstate, dataset.test_images, dataset.test_labels,
+                                 config.data.eval_batch_size))
+        record.update({
             "learning_rate": float(schedule(step - 1)), "grad_norm": float(train["grad_norm"]),
             "images_per_second": (step - epoch_start_step) * batch_size / epoch_seconds,
             "train_seconds": train_seconds,
             "wall_seconds": wall_before + time.time() - wall_start,
-        }
+        })
         log.write(record)
-        write_summary(workdir / "summary.json",
-                      {**summary, **_summary_metrics(log.records, batch_size)})
-        print(f"epoch {epoch + 1}/{config.num_epochs}  train loss {record['train_loss']:.4f} "
-              f"acc {record['train_accuracy']:.4f}  test loss {record['test_loss']:.4f} "
-              f"acc {record['test_accuracy']:.4f}  {record['images_per_second']:,.0f} img/s",
-              flush=True)
+        write_summary(workdir / "summary.json", summarize())
+        print(f"epoch {epoch + 1}/{config.num_epochs}  " + _epoch_line(record), flush=True)
         rmetrics = dmap.replicate(steps.TrainMetrics.empty())
-        is_best = record["test_accuracy"] > best
-        best = max(best, record["test_accuracy"])
-        if is_best or (epoch + 1) % config.checkpoint.every_epochs == 0 or last_epoch:
+        is_selected = selection_score(record, rule) > best
+        best = max(best, selection_score(record, rule))
+        if is_selected or (epoch + 1) % config.checkpoint.every_epochs == 0 or last_epoch:
           ckpts.save(step, dmap.unreplicate({"state": rstate, "epoch_metrics": rmetrics}),
-                     best=is_best)
+                     selected=is_selected)
           pause_point("checkpoint")
+      summary.update(_summary_metrics(log.records, batch_size, rule),
+                     **_test_results(dmap, rstate, ckpts, dataset, config.data.eval_batch_size))
+      print(f"test accuracy {summary['test_accuracy']:.4f} (model of epoch "
+            f"{summary['selected_epoch']}, chosen by {rule}); last parameters "
+            f"{summary['final_test_accuracy']:.4f}", flush=True)
     status = "finished"
   except Interrupted as e:
     status, error = "interrupted", str(e)
@@ -222,7 +249,7 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
   finally:
     ckpts.close()
     log.close()
-    summary.update(_summary_metrics(log.records, batch_size), status=status,
+    summary.update(_summary_metrics(log.records, batch_size, rule), status=status,
                    ended=records.now(), wall_seconds=wall_before + time.time() - wall_start)
     if error:
       summary["error"] = error
@@ -242,17 +269,41 @@ def _check_finite(train_metrics: dict, ckpts: Checkpoints) -> None:
                         f"{ckpts.latest_step()})")
 
 
-def _summary_metrics(history: list[dict], batch_size: int) -> dict[str, Any]:
-  """Final and best metrics of a run from its metrics records."""
+def _epoch_line(record: dict) -> str:
+  parts = [f"{split} loss {record[split + '_loss']:.4f} acc {record[split + '_accuracy']:.4f}"
+           for split in ("train", "val", "test") if split + "_loss" in record]
+  return "  ".join(parts + [f"{record['images_per_second']:,.0f} img/s"])
+
+
+def _test_results(dmap, rstate, ckpts: Checkpoints, dataset, batch_size: int) -> dict:
+  """Test loss and accuracy of the delivered (selected) model and of the last parameters."""
+  final = evaluate(dmap, rstate, dataset.test_images, dataset.test_labels, batch_size)
+  selected = final
+  if ckpts.selected_step() != ckpts.latest_step():
+    target = {"state": dmap.unreplicate(rstate), "epoch_metrics": steps.TrainMetrics.empty()}
+    restored = ckpts.restore_selected(target)["state"]
+    selected = evaluate(dmap, dmap.replicate(restored), dataset.test_images,
+                        dataset.test_labels, batch_size)
+  return {"test_accuracy": selected["test_accuracy"], "test_loss": selected["test_loss"],
+          "final_test_accuracy": final["test_accuracy"], "final_test_loss": final["test_loss"],
+          "selected_step": ckpts.selected_step()}
+
+
+def _summary_metrics(history: list[dict], batch_size: int, rule: str) -> dict[str, Any]:
+  """Training, validation and selection figures of a run from its metrics records (the
+  test figures come from `_test_results`, once the run ends)."""
   if not history:
     return {"steps": 0, "epochs": 0}
   last = history[-1]
-  best = max(history, key=lambda r: r["test_accuracy"])
-  return {
-      "test_accuracy": last["test_accuracy"], "test_loss": last["test_loss"],
+  selected = max(history, key=lambda r: selection_score(r, rule))  # Ties: the earliest, as saved.
+  out = {
       "train_accuracy": last["train_accuracy"], "train_loss": last["train_loss"],
-      "best_test_accuracy": best["test_accuracy"], "best_epoch": best["epoch"],
+      "selected_epoch": selected["epoch"],
       "steps": last["step"], "epochs": last["epoch"],
       "train_seconds": last["train_seconds"],
       "images_per_second": last["step"] * batch_size / max(last["train_seconds"], 1e-9),
   }
+  if "val_accuracy" in last:
+    out.update(val_accuracy=selected["val_accuracy"], val_loss=selected["val_loss"],
+               best_val_accuracy=max(r["val_accuracy"] for r in history))
+  return out

@@ -117,7 +117,9 @@ def learning_curves(metrics: list[dict], path: Path) -> Path:
   plt = _pyplot()
   fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.5), dpi=110)
   epochs = [m["epoch"] for m in metrics]
-  for split in ("train", "test"):
+  for split in ("train", "val", "test"):  # Test curves only where config.test_curves asked.
+    if f"{split}_loss" not in metrics[0]:
+      continue
     loss_ax.plot(epochs, [m[f"{split}_loss"] for m in metrics], marker="o", markersize=3, label=split)
     acc_ax.plot(epochs, [m[f"{split}_accuracy"] for m in metrics], marker="o", markersize=3, label=split)
   for ax, name in ((loss_ax, "loss"), (acc_ax, "accuracy")):

@@ -18,12 +18,15 @@ from cnnjax.viz.evaluate import evaluate_run
 
 
 def _test_set(run: LoadedRun, overrides: dict[str, Any] | None = None):
-  """The run's data set, or another one named by {'data.dir': ...}-style overrides."""
-  return data.load(config_lib.with_overrides(run.config, overrides).data)
+  """The run's data set, or another one named by {'data.dir': ...}-style overrides; only
+  its test split is used, so nothing is held out of or cut from its training split."""
+  config = config_lib.with_overrides(
+      run.config, {**(overrides or {}), "data.validation_examples": 0, "data.train_examples": 0})
+  return data.load(config.data, config.seed)
 
 
 def visualize(path: str | Path, output: str | Path | None = None, index: int = 0,
-              image: str | Path | None = None, checkpoint: str = "best",
+              image: str | Path | None = None, checkpoint: str = "selected",
               invert: str = "auto", log=print) -> list[Path]:
   """Writes filters, feature maps, confusion matrix, mistakes and curves as PNGs."""
   run = load_run(path, checkpoint)
@@ -63,7 +66,7 @@ def visualize(path: str | Path, output: str | Path | None = None, index: int = 0
 
 
 def predict_files(path: str | Path, files: Sequence[str | Path], top_k: int = 3,
-                  invert: str = "auto", checkpoint: str = "best") -> list[dict[str, Any]]:
+                  invert: str = "auto", checkpoint: str = "selected") -> list[dict[str, Any]]:
   """Top-k classes with probabilities for each image file (or .npy array)."""
   run = load_run(path, checkpoint)
   prepared = [image_io.prepare(image_io.read_image(f), run.input_shape, invert, str(f))
@@ -78,7 +81,7 @@ def predict_files(path: str | Path, files: Sequence[str | Path], top_k: int = 3,
 
 
 def evaluate_on(path: str | Path, overrides: dict[str, Any] | None = None,
-                checkpoint: str = "best") -> dict[str, Any]:
+                checkpoint: str = "selected") -> dict[str, Any]:
   """Evaluates the run's checkpoint on the (possibly overridden) data set; saves the result
   as RUN/eval/<checkpoint>-step<N>-<data location>.json."""
   run = load_run(path, checkpoint)
