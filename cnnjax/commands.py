@@ -152,6 +152,9 @@ def _run(args, extra) -> int:
     result = sweep.run_sweep(base, points, root, workers=args.workers,
                              retry_failed=args.retry_failed, overrides=overrides)
     print("\n" + result.to_text())
+    if args.seeds:
+      from cnnjax.exp import table
+      print("\n" + table.show([root], aggregate="seed").to_text())
     return 0 if all(r["status"] == "finished" for r in result.rows) else 1
   if args.action == "show":
     return _show(args)

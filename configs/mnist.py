@@ -1,7 +1,8 @@
 """The default MNIST model: two conv blocks (conv, max pool, BatchNorm, ReLU), a hidden
 dense layer with dropout, random shifts of up to 2 pixels, label smoothing, AdamW with a
-one-cycle schedule over 10 epochs. On a CPU it splits each batch over 2 simulated
-devices, which keeps 2 cores busy (same results as one device, to float rounding).
+one-cycle schedule over 15 epochs on 55,000 training images; 5,000 are held out to
+choose the delivered epoch. On a CPU it splits each batch over 2 simulated devices,
+which keeps 2 cores busy (same results as one device, to float rounding).
 
   cnnjax train --config configs/mnist.py --workdir runs/base
 """
@@ -10,7 +11,7 @@ from cnnjax.config import base_config
 
 def get_config():
   config = base_config()
-  config.num_epochs = 10
+  config.num_epochs = 15
   config.cpu_devices = 2
   config.batch_size = 128
   config.data.validation_examples = 5000  # Held out of the 60,000: selection and curves.

@@ -1,7 +1,9 @@
 """The talk's live demo done right: the talk CNN with 4, 8, 9 and 16 channels in its first
 conv layer (in the talk, 8 -> 9 crashed with a shape mismatch) and three learning rates.
 
-  cnnjax sweep experiments/talk_ablation.py [--root runs/talk_ablation] [--workers 2]
+  cnnjax sweep experiments/talk_ablation.py --seeds 3 [--root runs/talk_ablation] [--workers 2]
+  cnnjax exp show runs/talk_ablation --aggregate seed --sort-by test_accuracy --desc --md \
+      --columns model.conv_features,optimizer.learning_rate,n,test_accuracy,val_accuracy
 """
 from cnnjax.exp import hyper
 

@@ -1,7 +1,8 @@
-"""The FCN on the UCR/UEA sets of ../shared/data/ucr, three seeds each: the README's table.
+"""The FCN on five UCR/UEA sets, three seeds each: the README's table.
 
-  cnnjax sweep experiments/ucr_sweep.py --workers 2 --set data.dir=../shared/data/ucr
-  cnnjax exp show runs/ucr_sweep --columns run,test_accuracy,best_test_accuracy --md
+  cnnjax sweep experiments/ucr_sweep.py --workers 2 --set data.dir=DIR   # DIR holds NAME/NAME_TRAIN.ts, ...
+  cnnjax exp show runs/ucr_sweep --aggregate seed \
+      --columns data.name,n,test_accuracy --md
 
 Published FCN accuracies (Fawaz et al. 2019): GunPoint 100.0, ItalyPowerDemand 96.3,
 ArrowHead 84.3, OSULeaf 97.9; BasicMotions is solved (100%) by deep 1-D CNNs.
