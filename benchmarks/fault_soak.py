@@ -5,8 +5,8 @@ with an uninterrupted run, bit for bit.
 
 Uses configs/tiny.py on synthetic IDX files (or --data-dir). Each kill waits for 1-3 new
 epochs, then strikes 0-0.4 s later (inside a step, an evaluation or a checkpoint save).
-Prints one line per kill and a verdict: metrics.jsonl and the final checkpoint equal to
-the uninterrupted run's, or not.
+Prints one line per kill and a verdict: metrics.jsonl, the final checkpoint and the
+delivered model's test accuracy equal to the uninterrupted run's, or not.
 """
 import argparse
 import json
@@ -73,10 +73,14 @@ def main():
   import jax
   same_params = step_a == step_b and all(np.array_equal(x, y) for x, y in
                                          zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  results = lambda w: {k: json.loads((w / "summary.json").read_text()).get(k) for k in
+                       ("selected_epoch", "test_accuracy", "final_test_accuracy")}
+  same_results = results(workdir) == results(reference)
   resumes = len(json.loads((workdir / "run.json").read_text())["resumes"])
   print(f"\n{kills} kills, {resumes} resumes; metrics.jsonl identical: {same_metrics}; "
-        f"final checkpoint (step {step_a}) identical: {same_params}")
-  return 0 if same_metrics and same_params else 1
+        f"final checkpoint (step {step_a}) identical: {same_params}; delivered model and its "
+        f"test accuracy identical: {same_results} {results(workdir)}")
+  return 0 if same_metrics and same_params and same_results else 1
 
 
 if __name__ == "__main__":

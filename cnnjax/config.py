@@ -69,6 +69,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.synthetic.noise = 0.35  # Gaussian noise, relative to the shapes' intensity.
   c.data.synthetic.seed = 0  # The data set's own seed (config.seed does not change it).
   c.data.augment_shift = 0  # Random translation by up to this many pixels; 0 = off.
+  c.data.augment_rotate = 0.0  # 2-D images: random rotation by up to this many degrees.
+  c.data.augment_scale = 0.0  # 2-D images: random zoom by a factor in [1 - s, 1 + s].
   c.data.eval_batch_size = 1000  # Global; the last batch is padded and masked.
 
   c.model = ml_collections.ConfigDict()
@@ -197,6 +199,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(d.series_length >= 0, "data.series_length", "must be >= 0 (0 = the longest)")
   _check(d.std > 0 and math.isfinite(d.std), "data.std", "must be a positive number")
   _check(d.augment_shift >= 0, "data.augment_shift", "must be >= 0 (0 = off)")
+  _check(0 <= d.augment_rotate <= 180, "data.augment_rotate", "must be in [0, 180] degrees")
+  _check(0 <= d.augment_scale < 1, "data.augment_scale", "must be in [0, 1)")
   _check(d.eval_batch_size >= 1, "data.eval_batch_size", "must be >= 1")
   if d.train_examples:
     _check(d.train_examples >= config.batch_size, "data.train_examples",

@@ -1,5 +1,6 @@
-"""MNIST to >= 99% test accuracy in seconds on a laptop CPU: the configuration for quick
-iterations (benchmarks/time_to_accuracy.py times it).
+"""MNIST to about 99% test accuracy in seconds on a laptop CPU: the configuration for quick
+iterations. benchmarks/time_to_accuracy.py times it to 99% on all 60,000 training images
+(--config.data.validation_examples=0).
 
 Two conv blocks of 16 and 32 filters that pool before the ReLU (the same function as
 ReLU then pool, cheaper: config.model.pool_first), a hidden dense layer of 128, no

@@ -15,6 +15,8 @@ def get_config():
   config.data.mean = 0.5
   config.data.std = 0.5
   config.data.augment_shift = 1
+  config.data.augment_rotate = 10.0
+  config.data.augment_scale = 0.1
   config.data.eval_batch_size = 24  # Does not divide the test set: exercises padding.
   config.model.conv_features = (4, 8)
   config.model.dense_features = (16,)

@@ -82,4 +82,6 @@ def test_selecting_on_validation_needs_a_validation_split():
   with pytest.raises(ConfigError, match=r"config\.checkpoint\.select: 'val_accuracy' needs a "
                                         r"validation split: set config\.data\.validation_examples"):
     config_lib.validate(config)
-  assert config_lib.select_rule(config_lib.load(str(ROOT / "configs" / "mnist.py"))) == "val_accuracy"
+  talk = config_lib.load(str(ROOT / "configs" / "mnist_talk.py"))
+  assert config_lib.select_rule(talk) == "val_accuracy"  # "auto" with a split.
+  assert config_lib.select_rule(config_lib.load(str(ROOT / "configs" / "mnist.py"))) == "last"

@@ -219,3 +219,12 @@ def test_sweep_seeds_repeats_every_point(capsys, tmp_path, tiny_data_dir):
   names = [line.split()[0].split("/")[-1] for line in capsys.readouterr().out.splitlines()]
   assert names[:2] == ["conv_features=4-8,seed=0", "conv_features=4-8,seed=1"]
   assert len(names) == 6
+
+
+def test_runs_that_predate_a_config_field_read_it_as_its_default(tmp_path):
+  for seed in (0, 1):
+    fake_run(tmp_path / f"seed={seed}", seed=seed)
+  old = json.loads((tmp_path / "seed=0" / "config.json").read_text())
+  del old["data"]["augment_rotate"]  # Written before the field existed (default 0).
+  records.write_json(tmp_path / "seed=0" / "config.json", old)
+  assert [r["n"] for r in table.show([tmp_path], aggregate="seed").rows] == [2]

@@ -202,7 +202,10 @@ def small_disk(tmp_path):
   subprocess.run(["umount", "-l", str(mount)])
 
 
-def test_full_disk_fails_cleanly_and_read_only_workdir_is_refused(small_disk, tiny_data_dir, capsys):
+def test_full_disk_fails_cleanly_and_read_only_workdir_is_refused(small_disk, tiny_data_dir, capsys,
+                                                                  monkeypatch):
+  from cnnjax.runs import records  # The checkout's uncommitted diff would fill the disk first.
+  monkeypatch.setattr(records, "code_state", lambda folder: ({"commit": None, "dirty": None}, ""))
   code, err = _cli_error(capsys, "--workdir", str(small_disk / "run"),
                          f"--config.data.dir={tiny_data_dir}", "--config.num_epochs=6", lines=2)
   warning, error = err.strip().splitlines()  # The final summary.json did not fit either.

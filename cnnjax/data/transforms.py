@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.scipy import ndimage
 
 
 def standardize(images: jax.Array, mean: float, std: float) -> jax.Array:
@@ -24,3 +25,36 @@ def random_shift(images: jax.Array, keys: jax.Array, max_shift: int) -> jax.Arra
     return jax.lax.dynamic_slice(padded, (*offsets, 0), image.shape)
 
   return jax.vmap(shift_one)(images, keys)
+
+
+def rotate_scale(image: jax.Array, degrees: jax.Array, scale: jax.Array) -> jax.Array:
+  """One 2-D image (H, W, C) rotated about its centre by `degrees` (clockwise as displayed,
+  rows going down) and zoomed by `scale`: bilinear, zeros outside, float32."""
+  height, width = image.shape[:2]
+  ys, xs = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32) - (height - 1) / 2,
+                        jnp.arange(width, dtype=jnp.float32) - (width - 1) / 2, indexing="ij")
+  angle = jnp.deg2rad(degrees)
+  cos, sin = jnp.cos(angle) / scale, jnp.sin(angle) / scale  # Output pixel -> input pixel.
+  coords = [cos * ys - sin * xs + (height - 1) / 2, sin * ys + cos * xs + (width - 1) / 2]
+  return jnp.stack([ndimage.map_coordinates(image[..., c].astype(jnp.float32), coords, order=1,
+                                            mode="constant", cval=0.0)
+                    for c in range(image.shape[-1])], axis=-1)
+
+
+def random_rotate_scale(images: jax.Array, keys: jax.Array, max_degrees: float,
+                        max_scale: float, fill: float = 0.0) -> jax.Array:
+  """Rotates each 2-D image (float, standardised) by up to `max_degrees` and zooms it by
+  a factor in [1 - max_scale, 1 + max_scale] (see `rotate_scale`); `fill` is the value of
+  the background that comes in from outside. One key per example. Runs after
+  standardisation: rounding back to uint8 would turn float noise of a few ulps into whole
+  pixel steps, and a batch split over devices would no longer train like one device."""
+  if images.ndim != 4:
+    raise ValueError(f"rotation and scaling take 2-D images (N, H, W, C), got {images.shape}")
+
+  def warp_one(image, key):
+    angle_key, scale_key = jax.random.split(key)
+    degrees = jax.random.uniform(angle_key, (), minval=-max_degrees, maxval=max_degrees)
+    scale = 1.0 + jax.random.uniform(scale_key, (), minval=-max_scale, maxval=max_scale)
+    return rotate_scale(image - fill, degrees, scale) + fill
+
+  return jax.vmap(warp_one)(images, keys)

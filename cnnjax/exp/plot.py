@@ -5,14 +5,13 @@ import textwrap
 from pathlib import Path
 from typing import Sequence
 
-from cnnjax.config import flatten
-from cnnjax.exp.table import differing_fields
+from cnnjax.exp.table import differing_fields, run_params
 from cnnjax.runs.reader import read_run
 
 
 def curve_labels(records, max_fields: int = 3) -> list[str]:
   """Each run's label: the config fields that differ between the runs, else its name."""
-  params = [flatten(r.config) for r in records]
+  params = [run_params(r) for r in records]
   keys = differing_fields(params)
   labels = []
   for record, p in zip(records, params):

@@ -17,6 +17,9 @@ import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
+import functools
+
+from cnnjax import config as config_lib
 from cnnjax.config import flatten
 from cnnjax.runs.reader import RunRecord, find_runs, read_run
 
@@ -176,6 +179,17 @@ def run_name(record: RunRecord, root: Path) -> str:
   return record.path.name if name == "." else name
 
 
+@functools.cache
+def _defaults() -> dict[str, Any]:
+  return flatten(config_lib.to_dict(config_lib.base_config()))
+
+
+def run_params(record: RunRecord) -> dict[str, Any]:
+  """A run's flattened config; fields added to cnnjax after it ran read as their defaults,
+  so runs of the same experiment compare equal across versions."""
+  return {**_defaults(), **flatten(record.config)}
+
+
 def differing_fields(params: Sequence[dict[str, Any]]) -> list[str]:
   """The flattened config fields whose values are not the same in every run."""
   keys = sorted({k for p in params for k in p})
@@ -184,7 +198,7 @@ def differing_fields(params: Sequence[dict[str, Any]]) -> list[str]:
 
 def build_table(records: Sequence[tuple[str, RunRecord]], all_params: bool = False) -> Table:
   """The table of named run records: differing config fields (or all), then metrics."""
-  params = [flatten(r.config) for _, r in records]
+  params = [run_params(r) for _, r in records]
   keys = sorted({k for p in params for k in p}) if all_params else differing_fields(params)
   rows = []
   for (name, record), p in zip(records, params):
@@ -208,7 +222,7 @@ def aggregate_table(records: Sequence[tuple[str, RunRecord]], field: str = "seed
   """One row per group of runs whose configs differ only in `field`: the group's n, its
   values of `field`, the config fields that differ between groups, and for each metric
   the mean and the sample standard deviation (None for n = 1) over the runs that have it."""
-  params = [{k: v for k, v in flatten(r.config).items() if k != field} for _, r in records]
+  params = [{k: v for k, v in run_params(r).items() if k != field} for _, r in records]
   groups: dict[str, list[int]] = {}
   for i, p in enumerate(params):
     groups.setdefault(json.dumps(p, sort_keys=True), []).append(i)
@@ -220,7 +234,7 @@ def aggregate_table(records: Sequence[tuple[str, RunRecord]], field: str = "seed
     row = {"run": _group_name([records[i][0] for i in members], field), "n": len(members),
            "status": statuses[0] if len(counts) == 1 else
            ", ".join(f"{n} {s}" for s, n in counts.items()),
-           field: tuple(flatten(records[i][1].config).get(field) for i in members)}
+           field: tuple(run_params(records[i][1]).get(field) for i in members)}
     row.update({k: tuple(v) if isinstance(v, list) else v
                 for k, v in params[members[0]].items() if k in keys})
     for m in METRICS:
@@ -250,7 +264,7 @@ def show(roots: Sequence[str | Path], all_params: bool = False,
 def diff(a: str | Path, b: str | Path) -> dict[str, Any]:
   """Config fields that differ, and every metric of both runs with its delta (b - a)."""
   ra, rb = read_run(Path(a)), read_run(Path(b))
-  pa, pb = flatten(ra.config), flatten(rb.config)
+  pa, pb = run_params(ra), run_params(rb)
   params = {k: (pa.get(k), pb.get(k)) for k in sorted(set(pa) | set(pb)) if pa.get(k) != pb.get(k)}
   metrics = {}
   for m in ("status",) + METRICS:

@@ -128,6 +128,10 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
   devices = parallel.select_devices(config.num_devices, cpu_origin)
   dataset = data.load(config.data, config.seed)
   rule = config_lib.select_rule(config)
+  if (config.data.augment_rotate or config.data.augment_scale) and len(dataset.input_shape) != 3:
+    raise ConfigError("data.augment_rotate" if config.data.augment_rotate else "data.augment_scale",
+                      f"rotation and scaling take 2-D images; {dataset.location} holds inputs "
+                      f"of shape {dataset.input_shape}")
   batch_size = pipeline.batch_size(config.batch_size, config.max_batch_fraction,
                                    len(dataset.train_labels))
   padded_batch = parallel.check_divisible(batch_size, len(devices) * jax.process_count(),

@@ -55,6 +55,7 @@ def _step_functions(config, num_classes: int):
   train = functools.partial(
       _train_and_accumulate, num_classes=num_classes, label_smoothing=config.label_smoothing,
       mean=config.data.mean, std=config.data.std, augment_shift=config.data.augment_shift,
+      augment_rotate=config.data.augment_rotate, augment_scale=config.data.augment_scale,
       axis_name=AXIS)
   evaluate = functools.partial(steps.eval_step, mean=config.data.mean, std=config.data.std,
                                axis_name=AXIS)

@@ -56,7 +56,8 @@ def _variables(state, params):
 
 
 def train_step(state, batch, *, num_classes: int, label_smoothing: float, mean: float,
-               std: float, augment_shift: int, axis_name):
+               std: float, augment_shift: int, axis_name, augment_rotate: float = 0.0,
+               augment_scale: float = 0.0):
   """One optimizer step on this device's slice of the global batch.
 
   Returns the new state and the step's metrics (already combined over devices).
@@ -68,6 +69,10 @@ def train_step(state, batch, *, num_classes: int, label_smoothing: float, mean: 
     keys = example_keys(augment_key, images.shape[0], axis_name)
     images = transforms.random_shift(images, keys, augment_shift)
   x = transforms.standardize(images, mean, std)
+  if augment_rotate or augment_scale:
+    keys = example_keys(jax.random.fold_in(augment_key, 1), images.shape[0], axis_name)
+    x = transforms.random_rotate_scale(x, keys, augment_rotate, augment_scale,
+                                       fill=-mean / std)  # A 0 pixel, standardised.
   targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
 
   mask = batch.get("mask")  # Present when config.pad_batch padded the global batch.
