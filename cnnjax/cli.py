@@ -4,9 +4,12 @@
 
 Errors a user can fix (config, data, workdir) print one line and exit 2; --debug adds
 the traceback. A run stopped by SIGINT/SIGTERM exits 3 after saving a checkpoint.
+CNNJAX_CPUS=0,1 pins the training process to those CPUs (what `cnnjax sweep` gives each
+worker).
 """
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 
@@ -30,6 +33,8 @@ commands:
 
 
 def _train(args: list[str]) -> int:
+  if os.environ.get("CNNJAX_CPUS"):  # Before JAX starts: XLA sizes its pools to these CPUs.
+    os.sched_setaffinity(0, {int(c) for c in os.environ["CNNJAX_CPUS"].split(",")})
   from absl import flags
   from ml_collections import config_flags
 

@@ -2,15 +2,15 @@
 
 An experiment file (see experiments/) defines the base config, as `BASE = "configs/x.py"`
 or `get_config()`, and the points, as `get_points()` returning override dicts (built
-with `cnnjax.exp.hyper` or any Python). Each point trains in a child process, so one
-failing point never stops the others; `workers` processes run at once, each pinned to
-its share of the CPUs (and of the GPUs, where there are any).
+with `cnnjax.exp.hyper` or any Python). Each point trains as one `cnnjax train` process
+(its config saved as `<point>/point_config.json`), so one failing point never stops the
+others; `workers` processes run at once, each pinned to its share of the CPUs (and of
+the GPUs, where there are any) through CNNJAX_CPUS and CUDA_VISIBLE_DEVICES.
 """
 from __future__ import annotations
 
 import concurrent.futures
 import importlib.util
-import json
 import os
 import queue
 import re
@@ -79,14 +79,18 @@ def _slots(workers: int) -> "queue.Queue[dict[str, str]]":
 
 
 def _train_point(config, workdir: Path, slot: dict[str, str]) -> tuple[int, str]:
-  """Trains in a child process pinned to `slot`; returns (exit code, last error line)."""
+  """Trains with `cnnjax train` in a child process pinned to `slot`; returns (exit code,
+  last error line)."""
+  from cnnjax import saved_config
   workdir.mkdir(parents=True, exist_ok=True)
-  env = dict(os.environ, CNNJAX_WORKER_CPUS=slot["cpus"])
+  point = workdir / "point_config.json"
+  records.write_json(point, config_lib.to_dict(config))
+  env = dict(os.environ, CNNJAX_CPUS=slot["cpus"])
   env.update({k: v for k, v in slot.items() if k != "cpus"})
   with open(workdir / "train.log", "a") as log:  # No preexec_fn: forking JAX threads is unsafe.
     child = subprocess.run(
-        [sys.executable, "-m", "cnnjax.exp.sweep", json.dumps(config_lib.to_dict(config)),
-         str(workdir)], stdout=log, stderr=subprocess.STDOUT, env=env)
+        [sys.executable, "-m", "cnnjax", "train", "--config", saved_config.spec(point),
+         "--workdir", str(workdir), "--debug"], stdout=log, stderr=subprocess.STDOUT, env=env)
   lines = [l for l in (workdir / "train.log").read_text().splitlines() if l.strip()]
   return child.returncode, (lines[-1] if lines else "")
 
@@ -146,14 +150,3 @@ def run_sweep(base, points: Sequence[dict[str, Any]], root: str | Path, workers:
     list(pool.map(run, todo))
   return build_table([(n, read_run(root / n)) for n in names])
 
-
-def _worker(config_json: str, workdir: str) -> int:
-  # Pinned before JAX starts, so XLA sizes its thread pools to this worker's share.
-  os.sched_setaffinity(0, {int(c) for c in os.environ["CNNJAX_WORKER_CPUS"].split(",")})
-  from cnnjax.cli import _run_training
-  config = config_lib.from_dict(json.loads(config_json))
-  return _run_training(config, workdir, debug=True)
-
-
-if __name__ == "__main__":
-  sys.exit(_worker(*sys.argv[1:]))
