@@ -222,7 +222,8 @@ def aggregate_table(records: Sequence[tuple[str, RunRecord]], field: str = "seed
   """One row per group of runs whose configs differ only in `field`: the group's n, its
   values of `field`, the config fields that differ between groups, and for each metric
   the mean and the sample standard deviation (None for n = 1) over the runs that have it."""
-  params = [{k: v for k, v in run_params(r).items() if k != field} for _, r in records]
+  full = [run_params(r) for _, r in records]
+  params = [{k: v for k, v in p.items() if k != field} for p in full]
   groups: dict[str, list[int]] = {}
   for i, p in enumerate(params):
     groups.setdefault(json.dumps(p, sort_keys=True), []).append(i)
@@ -234,7 +235,7 @@ def aggregate_table(records: Sequence[tuple[str, RunRecord]], field: str = "seed
     row = {"run": _group_name([records[i][0] for i in members], field), "n": len(members),
            "status": statuses[0] if len(counts) == 1 else
            ", ".join(f"{n} {s}" for s, n in counts.items()),
-           field: tuple(run_params(records[i][1]).get(field) for i in members)}
+           field: tuple(full[i].get(field) for i in members)}
     row.update({k: tuple(v) if isinstance(v, list) else v
                 for k, v in params[members[0]].items() if k in keys})
     for m in METRICS:

@@ -65,26 +65,27 @@ class Checkpoints:
     A checkpoint whose arrays do not fit `target` (the model's config changed) raises
     CheckpointError listing every mismatched parameter.
     """
-    step = self._latest.latest_step()
-    if step is None:
-      return None
-    saved = self._latest.item_metadata(step)
-    if saved is not None:
-      wrong = mismatches(saved, target)
-      if wrong:
-        raise CheckpointError(f"checkpoint {self.directory / str(step)} does not fit this model "
-                              f"({len(wrong)} mismatched): " + "; ".join(wrong))
-    return self._latest.restore(step, args=ocp.args.StandardRestore(jax.device_get(target)))
+    return self._restore(self._latest, target)
 
   def selected_step(self) -> int | None:
     return self._selected.latest_step()
 
   def restore_selected(self, target):
     """The selected checkpoint restored into the structure of `target` (or None)."""
-    step = self._selected.latest_step()
+    return self._restore(self._selected, target)
+
+  @staticmethod
+  def _restore(manager, target):
+    step = manager.latest_step()
     if step is None:
       return None
-    return self._selected.restore(step, args=ocp.args.StandardRestore(jax.device_get(target)))
+    saved = manager.item_metadata(step)
+    if saved is not None:
+      wrong = mismatches(saved, target)
+      if wrong:
+        raise CheckpointError(f"checkpoint {manager.directory / str(step)} does not fit this "
+                              f"model ({len(wrong)} mismatched): " + "; ".join(wrong))
+    return manager.restore(step, args=ocp.args.StandardRestore(jax.device_get(target)))
 
   def restore_arrays(self, which: str = "selected") -> tuple[int, dict]:
     """(step, nested dict of numpy arrays) of the selected or latest checkpoint, no target."""

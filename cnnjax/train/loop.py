@@ -216,12 +216,9 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
         _check_finite(train, ckpts)
         record = {"step": step, "epoch": epoch + 1,
                   "train_loss": float(train["loss"]), "train_accuracy": float(train["accuracy"])}
-        if dataset.has_validation:
-          record.update(evaluate(dmap, rstate, dataset.val_images, dataset.val_labels,
-                                 config.data.eval_batch_size, "val"))
-        if config.test_curves:
-          record.update(evaluate(dmap, rstate, dataset.test_images, dataset.test_labels,
-                                 config.data.eval_batch_size))
+        for split, images, labels in _curve_splits(dataset, config.test_curves):
+          result = evaluate(dmap, rstate, images, labels, config.data.eval_batch_size, split)
+          record.update({k: result[k] for k in (f"{split}_loss", f"{split}_accuracy")})
         record.update({
             "learning_rate": float(schedule(step - 1)), "grad_norm": float(train["grad_norm"]),
             "images_per_second": (step - epoch_start_step) * batch_size / epoch_seconds,
@@ -232,8 +229,8 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
         write_summary(workdir / "summary.json", summarize())
         print(f"epoch {epoch + 1}/{config.num_epochs}  " + _epoch_line(record), flush=True)
         rmetrics = dmap.replicate(steps.TrainMetrics.empty())
-        is_selected = selection_score(record, rule) > best
-        best = max(best, selection_score(record, rule))
+        score = selection_score(record, rule)
+        is_selected, best = score > best, max(best, score)
         if is_selected or (epoch + 1) % config.checkpoint.every_epochs == 0 or last_epoch:
           ckpts.save(step, dmap.unreplicate({"state": rstate, "epoch_metrics": rmetrics}),
                      selected=is_selected)
@@ -271,6 +268,15 @@ def _check_finite(train_metrics: dict, ckpts: Checkpoints) -> None:
     raise TrainingError(f"loss or gradient became NaN or infinite at step {bad_step}; "
                         f"stopped without saving it (last good checkpoint: step "
                         f"{ckpts.latest_step()})")
+
+
+def _curve_splits(dataset, test_curves: bool) -> list[tuple[str, Any, Any]]:
+  """(name, images, labels) of the splits evaluated at every evaluation: the validation
+  split, and the test set only when config.test_curves asks for its curves."""
+  splits = [("val", dataset.val_images, dataset.val_labels)] if dataset.has_validation else []
+  if test_curves:
+    splits.append(("test", dataset.test_images, dataset.test_labels))
+  return splits
 
 
 def _epoch_line(record: dict) -> str:
