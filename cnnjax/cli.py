@@ -3,7 +3,8 @@
   cnnjax train --config configs/mnist.py --workdir runs/x [--config.a.b=value ...]
 
 Errors a user can fix (config, data, workdir) print one line and exit 2; --debug adds
-the traceback. A run stopped by SIGINT/SIGTERM exits 3 after saving a checkpoint.
+the traceback. A run stopped by SIGINT, SIGTERM, SIGUSR1 or SIGUSR2 exits 3 after saving a
+checkpoint.
 CNNJAX_CPUS=0,1 pins the training process to those CPUs (what `cnnjax sweep` gives each
 worker).
 """
@@ -24,8 +25,10 @@ commands:
           Trains the config's model in DIR; the same command on an existing DIR resumes.
   exp     show [ROOT ...] | diff RUN_A RUN_B | plot RUN ... | reproduce RUN
           Compares, plots and reproduces run directories (`cnnjax exp -h`).
-  sweep   EXPERIMENT.py [--root DIR] [--workers N] [--retry-failed] [--dry-run]
-          Trains every point of an ablation in its own run directory.
+  sweep   EXPERIMENT.py [--root DIR] [--launcher local|ray|slurm] [--workers N]
+          [--resources cpu=N,gpu=M] [--max-parallel N] [--seeds N] [--set F=V]
+          [--retry-failed] [--dry-run]
+          Trains every point of an ablation in its own run directory (`cnnjax sweep -h`).
   viz     RUN [-o DIR] [--index N | --image PATH]    PNGs: filters, feature maps, confusion, ...
   predict RUN IMAGE ... [--top-k 3] [--json]         classifies image files
   eval    RUN [--config.data.dir=DIR]                evaluates a checkpoint on a data set

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -93,7 +94,16 @@ def _parser() -> argparse.ArgumentParser:
   sweep = commands.add_parser("sweep", help="train every point of an experiment file")
   sweep.add_argument("experiment")
   sweep.add_argument("--root", help="default: runs/<experiment name>")
-  sweep.add_argument("--workers", type=int, default=1)
+  sweep.add_argument("--launcher", choices=("local", "ray", "slurm"), default="local",
+                     help="where points run: processes on this machine, Ray tasks (on the "
+                     "cluster in RAY_ADDRESS, else a local one), or a SLURM job array")
+  sweep.add_argument("--workers", type=int, default=1, help="local: points at once")
+  sweep.add_argument("--resources", metavar="cpu=N,gpu=M",
+                     help="ray, slurm: CPUs and GPUs per point (default from the experiment's "
+                     "LAUNCH, else cpu=1,gpu=0)")
+  sweep.add_argument("--max-parallel", type=int, help="ray, slurm: points at once")
+  sweep.add_argument("--partition", help="slurm: partition")
+  sweep.add_argument("--time", type=int, metavar="MINUTES", help="slurm: time limit per task")
   sweep.add_argument("--retry-failed", action="store_true")
   sweep.add_argument("--dry-run", action="store_true", help="list the points only")
   sweep.add_argument("--seeds", type=int, default=0, metavar="N",
@@ -114,6 +124,53 @@ def _show(args) -> int:
   print(result.to_csv() if args.csv else result.to_markdown() if args.md
         else result.to_json() if args.json else result.to_text())
   return 0
+
+
+def _launch_options(args, from_file: dict) -> dict:
+  options = dict(from_file, workers=args.workers)
+  for pair in (args.resources or "").split(","):
+    if pair.strip():
+      key, sep, value = pair.partition("=")
+      if not sep or key.strip() not in ("cpu", "gpu"):
+        raise CnnjaxError(f"--resources {args.resources!r}: give cpu=N,gpu=M")
+      options[key.strip()] = float(value)
+  for key in ("max_parallel", "partition", "time"):
+    if getattr(args, key) is not None:
+      options[key] = getattr(args, key)
+  return options
+
+
+def _sweep(args) -> int:
+  if args.launcher == "ray" and not args.dry_run:
+    from cnnjax.exp.launchers import ray_tasks
+    ray_tasks.connect()  # Before the experiment file imports JAX.
+  from cnnjax.exp import launchers, sweep
+  experiment = sweep.load_experiment(args.experiment)
+  points = experiment.points
+  if args.seeds:
+    from cnnjax.exp import hyper
+    points = hyper.with_seeds(points, args.seeds)
+  root = Path(args.root or f"runs/{Path(args.experiment).stem}")
+  overrides = _overrides(args.set)
+  if args.dry_run:
+    for point in points:
+      sweep.point_config(experiment.base, point, overrides)  # Bad fields fail here, before training.
+      print(f"{root}/{sweep.point_name(point)}  {json.dumps(point, default=str)}")
+    return 0
+  launcher = launchers.make(args.launcher, root, _launch_options(args, experiment.launch))
+  signal.signal(signal.SIGTERM, signal.default_int_handler)  # Stops like Ctrl-C.
+  try:
+    result = sweep.run_sweep(experiment.base, points, root, launcher,
+                             retry_failed=args.retry_failed, overrides=overrides)
+  except KeyboardInterrupt:
+    print("cnnjax sweep: stopped; points in progress saved a checkpoint and resume when the "
+          "same sweep runs again", file=sys.stderr)
+    return 130
+  print("\n" + result.to_text())
+  if args.seeds:
+    from cnnjax.exp import table
+    print("\n" + table.show([root], aggregate="seed").to_text())
+  return 0 if all(r["status"] == "finished" for r in result.rows) else 1
 
 
 def _run(args, extra) -> int:
@@ -137,25 +194,7 @@ def _run(args, extra) -> int:
     print(format_eval(evaluate_on(args.run, overrides, args.checkpoint)))
     return 0
   if args.command == "sweep":
-    from cnnjax.exp import sweep
-    base, points = sweep.load_experiment(args.experiment)
-    if args.seeds:
-      from cnnjax.exp import hyper
-      points = hyper.with_seeds(points, args.seeds)
-    root = args.root or f"runs/{Path(args.experiment).stem}"
-    overrides = _overrides(args.set)
-    if args.dry_run:
-      for point in points:
-        sweep.point_config(base, point, overrides)  # Bad fields fail here, before training.
-        print(f"{root}/{sweep.point_name(point)}  {json.dumps(point, default=str)}")
-      return 0
-    result = sweep.run_sweep(base, points, root, workers=args.workers,
-                             retry_failed=args.retry_failed, overrides=overrides)
-    print("\n" + result.to_text())
-    if args.seeds:
-      from cnnjax.exp import table
-      print("\n" + table.show([root], aggregate="seed").to_text())
-    return 0 if all(r["status"] == "finished" for r in result.rows) else 1
+    return _sweep(args)
   if args.action == "show":
     return _show(args)
   if args.action == "diff":

@@ -9,6 +9,7 @@ import pytest
 
 from cnnjax import config as config_lib
 from cnnjax.exp import hyper, plot, reproduce, sweep, table
+from cnnjax.exp.launchers.local import LocalLauncher
 from cnnjax.runs import records
 from conftest import ROOT
 
@@ -154,9 +155,10 @@ def _experiment(tmp_path, data_dir):
 
 
 def test_sweep_skips_finished_survives_failures_and_parallel_equals_serial(tiny_data_dir, tmp_path):
-  base, points = sweep.load_experiment(_experiment(tmp_path, tiny_data_dir))
+  experiment = sweep.load_experiment(_experiment(tmp_path, tiny_data_dir))
+  base, points = experiment.base, experiment.points
   messages = []
-  serial = sweep.run_sweep(base, points, tmp_path / "w1", workers=1, log=messages.append)
+  serial = sweep.run_sweep(base, points, tmp_path / "w1", log=messages.append)
   status = {r["run"]: r["status"] for r in serial.rows}
   assert status == {"conv_features=4-8": "finished", "conv_features=6-8": "finished",
                     "conv_features=4-8-8-8": "failed"}
@@ -164,12 +166,12 @@ def test_sweep_skips_finished_survives_failures_and_parallel_equals_serial(tiny_
   assert "config.model.conv_features: 4 conv blocks" in failed["error"]
 
   messages.clear()
-  again = sweep.run_sweep(base, points, tmp_path / "w1", workers=1, log=messages.append)
+  again = sweep.run_sweep(base, points, tmp_path / "w1", log=messages.append)
   assert "conv_features=4-8: finished, skipped" in messages
   assert any(m.startswith("conv_features=4-8-8-8: failed before, skipped") for m in messages)
   assert [r["test_accuracy"] for r in again.rows] == [r["test_accuracy"] for r in serial.rows]
 
-  sweep.run_sweep(base, points[:2], tmp_path / "w2", workers=2, log=lambda *_: None)
+  sweep.run_sweep(base, points[:2], tmp_path / "w2", LocalLauncher(2), log=lambda *_: None)
   for name in ("conv_features=4-8", "conv_features=6-8"):
     one = (tmp_path / "w1" / name / "metrics.jsonl").read_text().splitlines()
     two = (tmp_path / "w2" / name / "metrics.jsonl").read_text().splitlines()
@@ -178,7 +180,7 @@ def test_sweep_skips_finished_survives_failures_and_parallel_equals_serial(tiny_
     assert [strip(l) for l in one] == [strip(l) for l in two]
 
   messages.clear()
-  sweep.run_sweep(base, points, tmp_path / "w1", workers=1, retry_failed=True, log=messages.append)
+  sweep.run_sweep(base, points, tmp_path / "w1", retry_failed=True, log=messages.append)
   assert any("retrying; the failed attempt is in" in m for m in messages)
   assert len(list((tmp_path / "w1" / ".failed").iterdir())) == 1
 

@@ -1,26 +1,24 @@
 """`cnnjax sweep`: every point of an ablation in its own run directory.
 
 An experiment file (see experiments/) defines the base config, as `BASE = "configs/x.py"`
-or `get_config()`, and the points, as `get_points()` returning override dicts (built
-with `cnnjax.exp.hyper` or any Python). Each point trains as one `cnnjax train` process
-(its config saved as `<point>/point_config.json`), so one failing point never stops the
-others; `workers` processes run at once, each pinned to its share of the CPUs (and of
-the GPUs, where there are any) through CNNJAX_CPUS and CUDA_VISIBLE_DEVICES.
+or `get_config()`, the points, as `get_points()` returning override dicts (built with
+`cnnjax.exp.hyper` or any Python), and optionally how each point is launched, as `LAUNCH =
+{"cpu": 2, "gpu": 1, "partition": ..., "time": minutes, "max_parallel": 8}` (flags win).
+Each point trains as one `cnnjax train` process (its config saved as
+`<point>/point_config.json`), so one failing point never stops the others, and a launcher
+(`cnnjax.exp.launchers`: local, ray, slurm) only places and runs those processes.
 """
 from __future__ import annotations
 
-import concurrent.futures
+import dataclasses
 import importlib.util
-import os
-import queue
 import re
-import shutil
-import subprocess
-import sys
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
 from cnnjax import config as config_lib
+from cnnjax.exp import point
 from cnnjax.exp.table import Table, build_table
 from cnnjax.runs import records
 from cnnjax.runs.reader import read_run
@@ -39,8 +37,15 @@ def point_name(point: dict[str, Any]) -> str:
   return re.sub(r"[^\w.=,+-]", "-", ",".join(parts))
 
 
-def load_experiment(path: str | Path):
-  """(base config, points) of an experiment file."""
+@dataclasses.dataclass
+class Experiment:
+  base: Any  # ml_collections.ConfigDict
+  points: list[dict[str, Any]]
+  launch: dict[str, Any]  # LAUNCH in the file: cpu, gpu, partition, time, max_parallel.
+
+
+def load_experiment(path: str | Path) -> Experiment:
+  """The base config, the points and the launch options of an experiment file."""
   path = Path(path)
   spec = importlib.util.spec_from_file_location(f"_cnnjax_experiment_{path.stem}", path)
   if spec is None or not path.is_file():
@@ -53,7 +58,7 @@ def load_experiment(path: str | Path):
     candidates = [path.parent / module.BASE, path.parent.parent / module.BASE, Path(module.BASE)]
     base = config_lib.load(str(next((c for c in candidates if c.is_file()), candidates[-1])))
   points = module.get_points() if hasattr(module, "get_points") else module.POINTS
-  return base, [dict(p) for p in points]
+  return Experiment(base, [dict(p) for p in points], dict(getattr(module, "LAUNCH", {})))
 
 
 def point_config(base, point: dict[str, Any], overrides: dict[str, Any] | None = None):
@@ -62,58 +67,11 @@ def point_config(base, point: dict[str, Any], overrides: dict[str, Any] | None =
   return config
 
 
-def _slots(workers: int) -> "queue.Queue[dict[str, str]]":
-  """Per-worker environments: a share of the CPUs (and GPUs) each."""
-  cpus = sorted(os.sched_getaffinity(0))
-  gpus = []
-  if shutil.which("nvidia-smi"):
-    out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout
-    gpus = [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU")]
-  slots = queue.Queue()
-  for i in range(workers):
-    slot = {"cpus": ",".join(map(str, cpus[i::workers] if workers <= len(cpus) else cpus))}
-    if gpus:
-      slot["CUDA_VISIBLE_DEVICES"] = ",".join(gpus[i::workers] if workers <= len(gpus) else gpus)
-    slots.put(slot)
-  return slots
-
-
-def _train_point(config, workdir: Path, slot: dict[str, str]) -> tuple[int, str]:
-  """Trains with `cnnjax train` in a child process pinned to `slot`; returns (exit code,
-  last error line)."""
-  from cnnjax import saved_config
-  workdir.mkdir(parents=True, exist_ok=True)
-  point = workdir / "point_config.json"
-  records.write_json(point, config_lib.to_dict(config))
-  env = dict(os.environ, CNNJAX_CPUS=slot["cpus"])
-  env.update({k: v for k, v in slot.items() if k != "cpus"})
-  with open(workdir / "train.log", "a") as log:  # No preexec_fn: forking JAX threads is unsafe.
-    child = subprocess.run(
-        [sys.executable, "-m", "cnnjax", "train", "--config", saved_config.spec(point),
-         "--workdir", str(workdir), "--debug"], stdout=log, stderr=subprocess.STDOUT, env=env)
-  lines = [l for l in (workdir / "train.log").read_text().splitlines() if l.strip()]
-  return child.returncode, (lines[-1] if lines else "")
-
-
-def _record_failure(workdir: Path, error: str) -> None:
-  """Marks a point failed when its process died before writing a final status."""
-  record = read_run(workdir)
-  if record.summary.get("status") in (None, "running"):
-    records.write_json(workdir / "summary.json", {**record.summary, "status": "failed",
-                                                   "error": error, "ended": records.now()})
-
-
-def run_sweep(base, points: Sequence[dict[str, Any]], root: str | Path, workers: int = 1,
-              retry_failed: bool = False, overrides: dict[str, Any] | None = None,
-              log=print) -> Table:
-  """Trains every point (skipping finished ones) and returns the sweep's table."""
-  root = Path(root)
-  named = [(point_name(p), point_config(base, p, overrides)) for p in points]
-  names = [n for n, _ in named]
-  if len(set(names)) < len(names):
-    raise ValueError(f"two points share a run name: {sorted(n for n in names if names.count(n) > 1)}")
+def _plan(named, root: Path, retry_failed: bool, log) -> list[str]:
+  """The points to train: not the finished ones, nor those another process is training,
+  nor (unless retry_failed) the failed ones, whose attempt is then moved aside."""
   todo = []
-  for name, config in named:
+  for name, _ in named:
     workdir = root / name
     record = read_run(workdir)
     if (workdir / "config.json").exists() and record.status == "finished":
@@ -130,23 +88,63 @@ def run_sweep(base, points: Sequence[dict[str, Any]], root: str | Path, workers:
       attempt.parent.mkdir(parents=True, exist_ok=True)
       workdir.rename(attempt)  # The failed attempt is kept, out of the table's way.
       log(f"{name}: retrying; the failed attempt is in {attempt}")
-    todo.append((name, config))
+    todo.append(name)
+  return todo
 
-  slots = _slots(workers)
 
-  def run(item):
-    name, config = item
-    slot = slots.get()
-    try:
-      log(f"{name}: training (cpus {slot['cpus']})")
-      code, last = _train_point(config, root / name, slot)
-      if code:
-        _record_failure(root / name, last)
-      log(f"{name}: {'finished' if code == 0 else f'failed ({last})'}")
-    finally:
-      slots.put(slot)
+def _describe(name: str, state: str, workdir: Path) -> str:
+  log_file = workdir / point.LOG_FILE
+  if state == "running":
+    return f"{name}: running, log {log_file}"
+  if state in ("failed", "interrupted"):
+    return f"{name}: {state} ({read_run(workdir).error}), log {log_file}"
+  return f"{name}: {state}"
 
-  with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
-    list(pool.map(run, todo))
+
+def _watch(launcher, workdirs: dict[str, Path], log, poll_seconds: float) -> None:
+  """One line per point each time its state changes, until every point's process ended."""
+  shown: dict[str, str] = {}
+  pending = dict(workdirs)
+  while pending:
+    ended = launcher.ended()
+    for name, workdir in list(pending.items()):
+      state = point.state(workdir)
+      if workdir in ended:
+        if state in ("queued", "running"):
+          point.record_failure(workdir, ended[workdir] or point.last_log_line(workdir)
+                               or "the point's process ended without a final status")
+          state = point.state(workdir)
+        del pending[name]
+      elif state != "running":
+        state = "queued"  # Not started yet (or, resuming, not yet restarted).
+      if shown.get(name) != state:
+        shown[name] = state
+        log(_describe(name, state, workdir))
+    if pending:
+      time.sleep(poll_seconds)
+
+
+def run_sweep(base, points: Sequence[dict[str, Any]], root: str | Path, launcher=None,
+              retry_failed: bool = False, overrides: dict[str, Any] | None = None,
+              log=print, poll_seconds: float = 0.5) -> Table:
+  """Trains every point (skipping finished ones) with `launcher` (default: one local
+  process at a time) and returns the sweep's table."""
+  root = Path(root)
+  named = [(point_name(p), point_config(base, p, overrides)) for p in points]
+  names = [n for n, _ in named]
+  if len(set(names)) < len(names):
+    raise ValueError(f"two points share a run name: {sorted(n for n in names if names.count(n) > 1)}")
+  todo = set(_plan(named, root, retry_failed, log))
+  workdirs = {name: root / name for name, config in named if name in todo}
+  for name, config in named:
+    if name in todo:
+      point.write(config, workdirs[name])
+  if launcher is None:
+    from cnnjax.exp.launchers.local import LocalLauncher
+    launcher = LocalLauncher(1)
+  try:
+    launcher.start(list(workdirs.values()))
+    _watch(launcher, workdirs, log, poll_seconds)
+  finally:
+    launcher.close()
   return build_table([(n, read_run(root / n)) for n in names])
-

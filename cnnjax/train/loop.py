@@ -37,18 +37,22 @@ EXIT_INTERRUPTED = 3
 
 
 class Interrupted(Exception):
-  """SIGINT or SIGTERM arrived; the run saved a checkpoint and stopped."""
+  """SIGINT, SIGTERM, SIGUSR1 or SIGUSR2 arrived; the run saved a checkpoint and stopped."""
 
 
 class _StopSignal:
-  """First SIGINT/SIGTERM: stop at the next step boundary. Second: default action."""
+  """First SIGINT/SIGTERM/SIGUSR1/SIGUSR2: stop at the next step boundary. A second SIGINT
+  or SIGTERM takes its default action; further SIGUSR1/SIGUSR2 (what SLURM sends ahead of
+  a time limit, to every process of a job) change nothing."""
+
+  _ESCALATE = (signal.SIGINT, signal.SIGTERM)
 
   def __init__(self):
     self.received = None
     self._previous = {}
 
   def __enter__(self):
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (*self._ESCALATE, signal.SIGUSR1, signal.SIGUSR2):
       try:
         self._previous[sig] = signal.signal(sig, self._handle)
       except ValueError:  # Not the main thread: leave signals alone.
@@ -56,9 +60,10 @@ class _StopSignal:
     return self
 
   def _handle(self, signum, frame):
-    self.received = signal.Signals(signum).name
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
+    self.received = self.received or signal.Signals(signum).name
+    for sig in self._ESCALATE:
+      if sig in self._previous:
+        signal.signal(sig, self._previous[sig])
 
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():

@@ -1,0 +1,103 @@
+"""One sweep point: one `cnnjax train` process on a saved config, wherever a launcher runs it.
+
+The driver writes `<point>/point_config.json`; a launcher (a local thread, a Ray task, a
+SLURM array task) runs `PointProcess(workdir).run()`, which appends the process's output
+to `<point>/train.log`. A point's state is read from its run directory, the same way for
+every launcher. Nothing here imports JAX: Ray workers and SLURM job wrappers stay light.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cnnjax import config as config_lib
+from cnnjax.runs import records
+from cnnjax.runs.reader import read_run
+
+EXIT_INTERRUPTED = 3  # `cnnjax train` saved a checkpoint and stopped on a signal.
+CONFIG_FILE = "point_config.json"
+LOG_FILE = "train.log"
+STOP_SIGNAL = signal.SIGUSR2  # `cnnjax train` checkpoints and stops; repeats change nothing.
+
+
+def write(config, workdir: Path) -> None:
+  """Saves the point's config where its process will read it."""
+  workdir.mkdir(parents=True, exist_ok=True)
+  records.write_json(workdir / CONFIG_FILE, config_lib.to_dict(config))
+
+
+def state(workdir: Path) -> str:
+  """queued (not started), running, finished, failed or interrupted, from the run directory."""
+  if not (Path(workdir) / "summary.json").exists():
+    return "queued"
+  return read_run(workdir).status
+
+
+def last_log_line(workdir: Path) -> str:
+  try:
+    lines = [l for l in (Path(workdir) / LOG_FILE).read_text().splitlines() if l.strip()]
+  except OSError:
+    return ""
+  return lines[-1] if lines else ""
+
+
+def record_failure(workdir: Path, error: str) -> None:
+  """Marks a point failed when its process died before writing a final status."""
+  record = read_run(workdir)
+  if record.summary.get("status") in (None, "running"):
+    records.write_json(workdir / "summary.json", {**record.summary, "status": "failed",
+                                                   "error": error, "ended": records.now()})
+
+
+class PointProcess:
+  """`cnnjax train --config <point_config.json> --workdir <point>` as a child process."""
+
+  def __init__(self, workdir: str | Path, env: dict[str, str] | None = None):
+    self.workdir = Path(workdir)
+    self.env = dict(env or {})
+    self.child: subprocess.Popen | None = None
+
+  def command(self) -> list[str]:
+    from cnnjax import saved_config
+    return [sys.executable, "-m", "cnnjax", "train", "--config",
+            saved_config.spec(self.workdir / CONFIG_FILE), "--workdir", str(self.workdir),
+            "--debug"]
+
+  def run(self) -> int:
+    """Trains to the end; returns the exit code. A failure the process could not record
+    itself (it was killed, or crashed) is written to the run's summary."""
+    with open(self.workdir / LOG_FILE, "a") as log:  # No preexec_fn: forking JAX threads is unsafe.
+      self.child = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                    env={**os.environ, **self.env})
+      try:
+        code = self.wait()
+      except BaseException:  # The launcher is stopping (Ctrl-C, a cancelled Ray task).
+        self.stop()
+        raise
+    if code not in (0, EXIT_INTERRUPTED):
+      record_failure(self.workdir, last_log_line(self.workdir) or f"exit code {code}")
+    return code
+
+  def wait(self, timeout: float | None = None) -> int | None:
+    """Polls rather than blocking in waitpid, so that a signal handler (submitit's) can
+    wait for the same child."""
+    end = None if timeout is None else time.monotonic() + timeout
+    while (code := self.child.poll()) is None and (end is None or time.monotonic() < end):
+      time.sleep(0.2)
+    return code
+
+  def stop(self, timeout: float = 120.0) -> int | None:
+    """Asks the process to checkpoint and stop (SIGUSR2, as SLURM sends before a time
+    limit), and waits for it."""
+    if self.child is not None and self.child.poll() is None:
+      self.child.send_signal(STOP_SIGNAL)
+    return self.wait(timeout) if self.child is not None else None
+
+
+def run_point(workdir: str, env: dict[str, str] | None = None) -> int:
+  """What a Ray task or a thread runs for one point."""
+  return PointProcess(workdir, env).run()

@@ -1,0 +1,192 @@
+"""`cnnjax sweep --launcher local|ray|slurm` on real engines: a Ray cluster started for the
+test session, and the SLURM cluster of `scripts/slurm-local start` (CI starts it; elsewhere
+these tests skip unless CNNJAX_TEST_LAUNCHERS=required, which makes a missing engine fail)."""
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from cnnjax.exp import table
+from conftest import ROOT, comparable_metrics
+
+REQUIRED = os.environ.get("CNNJAX_TEST_LAUNCHERS") == "required"
+
+
+def _require(available: bool, why: str) -> None:
+  if not available:
+    (pytest.fail if REQUIRED else pytest.skip)(why)
+
+
+def _experiment(path, data_dir, points: str):
+  path.write_text(textwrap.dedent(f"""
+      from cnnjax import config as config_lib
+      from cnnjax.exp import hyper
+
+      def get_config():
+        return config_lib.load({str(ROOT / "configs" / "tiny.py")!r},
+                               {{"data.dir": {str(data_dir)!r}, "num_epochs": 1}})
+
+      def get_points():
+        return {points}
+  """))
+  return path
+
+
+# Two points that train and one that fails once its data is loaded (too much pooling).
+THREE = ('hyper.sweep("model.conv_features", [(4, 8), (6, 8)]) + '
+         'hyper.sweep("model.conv_features", [(4, 8, 8, 8)])')
+LONG = 'hyper.sweep("num_epochs", [1, 30])'
+
+
+def _sweep(experiment, root, *args, env=None, **kwargs):
+  return subprocess.run([sys.executable, "-m", "cnnjax", "sweep", str(experiment), "--root",
+                         str(root), *args], capture_output=True, text=True, timeout=600,
+                        env=dict(os.environ, **(env or {})), **kwargs)
+
+
+def _results(root):
+  return {r["run"]: (r["status"], r.get("test_accuracy"), r.get("val_accuracy"), r.get("train_loss"))
+          for r in table.show([root]).rows}
+
+
+@pytest.fixture(scope="module")
+def local(tiny_data_dir, tmp_path_factory):
+  """The three-point sweep and the long sweep under the local launcher."""
+  folder = tmp_path_factory.mktemp("local")
+  three = _sweep(_experiment(folder / "three.py", tiny_data_dir, THREE), folder / "three")
+  assert three.returncode == 1, three.stderr  # One point fails.
+  long = _sweep(_experiment(folder / "long.py", tiny_data_dir, LONG), folder / "long",
+                "--workers", "2")
+  assert long.returncode == 0, long.stderr
+  return folder
+
+
+def test_local_prints_each_state_change_with_its_log(local):
+  out = _sweep(local / "three.py", local / "three-again").stdout
+  lines = out.splitlines()
+  for name in ("conv_features=4-8", "conv_features=6-8"):
+    assert f"{name}: queued" in lines
+    assert f"{name}: running, log {local / 'three-again' / name / 'train.log'}" in lines
+    assert f"{name}: finished" in lines
+  failed = [l for l in lines if l.startswith("conv_features=4-8-8-8: failed (")]
+  assert len(failed) == 1 and "4 conv blocks" in failed[0] and failed[0].endswith("train.log")
+  assert lines.index("conv_features=4-8: queued") < lines.index("conv_features=4-8: finished")
+
+
+@pytest.fixture(scope="session")
+def ray_address(tmp_path_factory):
+  """A real single-node Ray cluster for the test session (sweeps join it via RAY_ADDRESS)."""
+  _require(importlib.util.find_spec("ray") is not None, "ray is not installed: pip install -e '.[ray]'")
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  head = subprocess.Popen(
+      [shutil.which("ray") or "ray", "start", "--head", "--block", "--num-cpus=2", "--num-gpus=0",
+       f"--port={port}", "--node-ip-address=127.0.0.1", "--include-dashboard=false",
+       "--disable-usage-stats", f"--temp-dir={tmp_path_factory.mktemp('ray')}"],
+      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+  deadline = time.time() + 60
+  while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+    assert time.time() < deadline and head.poll() is None, "the Ray head did not start"
+    time.sleep(0.2)
+  yield f"127.0.0.1:{port}"
+  os.killpg(head.pid, signal.SIGTERM)
+  try:
+    head.wait(timeout=10)
+  except subprocess.TimeoutExpired:
+    pass
+  try:
+    os.killpg(head.pid, signal.SIGKILL)  # Whatever of the cluster is still shutting down.
+  except ProcessLookupError:
+    pass
+  head.wait()
+
+
+def _slurm_up() -> bool:
+  if not shutil.which("sbatch"):
+    return False
+  out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+  return out.returncode == 0 and any(s.rstrip("*") in ("idle", "mix", "alloc") for s in out.stdout.split())
+
+
+@pytest.fixture
+def slurm():
+  _require(importlib.util.find_spec("submitit") is not None and _slurm_up(),
+           "no SLURM cluster: pip install -e '.[slurm]' and scripts/slurm-local start")
+
+
+@pytest.mark.parametrize("launcher", ["ray", "slurm"])
+def test_every_launcher_gives_the_local_table(launcher, local, tmp_path, request):
+  if launcher == "ray":
+    env, args = {"RAY_ADDRESS": request.getfixturevalue("ray_address")}, ["--resources", "cpu=1"]
+  else:
+    request.getfixturevalue("slurm")
+    env, args = {}, ["--max-parallel", "2"]
+  experiment = local / "three.py"
+  run = _sweep(experiment, tmp_path / "three", "--launcher", launcher, *args, env=env)
+  assert run.returncode == 1, run.stderr  # The failing point fails; the others finish.
+  assert _results(tmp_path / "three") == _results(local / "three")
+  for name in ("conv_features=4-8", "conv_features=6-8"):
+    assert comparable_metrics(tmp_path / "three" / name) == comparable_metrics(local / "three" / name)
+  assert "conv_features=4-8: finished" in run.stdout.splitlines()
+  again = _sweep(experiment, tmp_path / "three", "--launcher", launcher, *args, env=env)
+  assert "conv_features=4-8-8-8: failed before, skipped" in again.stdout
+  retried = _sweep(experiment, tmp_path / "three", "--launcher", launcher, "--retry-failed",
+                   *args, env=env)
+  assert "conv_features=4-8-8-8: retrying" in retried.stdout
+  assert "conv_features=4-8: finished, skipped" in retried.stdout
+
+
+def _wait(condition, what: str, timeout: float = 300):
+  deadline = time.time() + timeout
+  while not condition():
+    assert time.time() < deadline, f"timed out waiting for {what}"
+    time.sleep(0.1)
+
+
+def _checkpointed(workdir):
+  folder = workdir / "checkpoints"
+  return lambda: folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir())
+
+
+def test_a_sweep_stopped_part_way_skips_finished_points_and_resumes_the_other(local, tmp_path):
+  root = tmp_path / "long"
+  sweep = subprocess.Popen([sys.executable, "-m", "cnnjax", "sweep", str(local / "long.py"),
+                            "--root", str(root)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, start_new_session=True)
+  _wait(_checkpointed(root / "num_epochs=30"), "the long point's first checkpoint")
+  os.killpg(sweep.pid, signal.SIGTERM)  # As a terminal's Ctrl-C or a job's end would.
+  sweep.communicate(timeout=120)
+  summary = json.loads((root / "num_epochs=30" / "summary.json").read_text())
+  assert summary["status"] == "interrupted"
+  again = _sweep(local / "long.py", root)
+  assert again.returncode == 0, again.stdout + again.stderr
+  assert "num_epochs=1: finished, skipped" in again.stdout
+  assert comparable_metrics(root / "num_epochs=30") == comparable_metrics(local / "long" / "num_epochs=30")
+  assert len(json.loads((root / "num_epochs=30" / "run.json").read_text())["resumes"]) == 1
+
+
+def test_a_requeued_slurm_point_resumes_from_its_checkpoint(slurm, local, tmp_path):
+  root = tmp_path / "long"
+  sweep = subprocess.Popen([sys.executable, "-m", "cnnjax", "sweep", str(local / "long.py"),
+                            "--root", str(root), "--launcher", "slurm"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  workdir = root / "num_epochs=30"
+  _wait(_checkpointed(workdir), "the long point's first checkpoint")
+  job = json.loads((workdir / "launch.json").read_text())["slurm_job_id"]
+  # What SLURM sends ahead of a time limit or a preemption (submitit asks for SIGUSR2).
+  subprocess.run(["scancel", "--signal=USR2", job], check=True)
+  out, _ = sweep.communicate(timeout=600)
+  assert sweep.returncode == 0, out
+  log = (workdir / "train.log").read_text()
+  assert "SIGUSR2 at step" in log
+  assert len(json.loads((workdir / "run.json").read_text())["resumes"]) == 1
+  assert comparable_metrics(workdir) == comparable_metrics(local / "long" / "num_epochs=30")
