@@ -115,8 +115,8 @@ def _watch(launcher, workdirs: dict[str, Path], log, poll_seconds: float) -> Non
                                or "the point's process ended without a final status")
           state = point.state(workdir)
         del pending[name]
-      elif state != "running":
-        state = "queued"  # Not started yet (or, resuming, not yet restarted).
+      elif state == "interrupted":
+        state = "queued"  # Resuming: not restarted yet (or requeued by SLURM).
       if shown.get(name) != state:
         shown[name] = state
         log(_describe(name, state, workdir))

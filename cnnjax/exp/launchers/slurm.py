@@ -10,13 +10,18 @@ directory (`sacct` needs slurmdbd, which many clusters and scripts/slurm-local l
 """
 from __future__ import annotations
 
+import math
 import subprocess
+import time
 from pathlib import Path
 
 import submitit
 
 from cnnjax.exp import point
 from cnnjax.runs import records
+
+
+SQUEUE_SECONDS = 3.0  # Between two squeue calls: a busy controller should not be polled hard.
 
 
 class PointJob(submitit.helpers.Checkpointable):
@@ -53,6 +58,8 @@ class SlurmLauncher:
       parameters["time"] = int(time)  # Minutes.
     self._executor.update_parameters(**parameters)
     self._jobs: dict[Path, submitit.Job] = {}
+    self._ended: dict[Path, str | None] = {}
+    self._asked = -math.inf
 
   def start(self, workdirs: list[Path]) -> None:
     if not workdirs:
@@ -64,18 +71,23 @@ class SlurmLauncher:
       records.write_json(workdir / "launch.json", {
           "launcher": "slurm", "slurm_job_id": job.job_id, "submitit_log": str(job.paths.stdout)})
 
-  def job_ids(self) -> dict[Path, str]:
-    return {w: job.job_id for w, job in self._jobs.items()}
-
   def ended(self) -> dict[Path, str | None]:
-    if not self._jobs:
-      return {}
+    """The tasks no longer in the queue (squeue, asked at most every SQUEUE_SECONDS)."""
+    if self._jobs and time.monotonic() - self._asked >= SQUEUE_SECONDS:
+      self._asked = time.monotonic()
+      queued = self._queued()
+      if queued is not None:
+        self._ended = {w: None for w, job in self._jobs.items() if job.job_id not in queued}
+    return dict(self._ended)
+
+  def _queued(self) -> set[str] | None:
+    """Job ids of this sweep's tasks still queued or running; None if squeue failed."""
     array = {job.job_id.split("_")[0] for job in self._jobs.values()}
     out = subprocess.run(["squeue", "--noheader", "--array", "--format=%i", "--jobs",
                           ",".join(sorted(array))], capture_output=True, text=True)
     if out.returncode:
-      if "Invalid job id" not in out.stderr:  # Any other error: ask again at the next poll.
-        return {}
+      if "Invalid job id" not in out.stderr:  # Any other error: ask again later.
+        return None
       out.stdout = ""  # The whole array has left the queue.
     queued = set(out.stdout.split())
     for job_id in list(queued):  # A pending array prints as 123_[4-7%2].
@@ -84,11 +96,11 @@ class SlurmLauncher:
         for part in ranges.split("%")[0].split(","):
           low, _, high = part.partition("-")
           queued.update(f"{base}_{i}" for i in range(int(low), int(high or low) + 1))
-    return {w: None for w, job in self._jobs.items() if job.job_id not in queued}
+    return queued
 
   def close(self) -> None:
     """Cancels the tasks still queued or running (when the sweep command itself stops):
     SLURM's SIGTERM makes a running point checkpoint; the next sweep resumes it."""
-    left = [job.job_id for w, job in self._jobs.items() if w not in self.ended()]
+    left = [job.job_id for w, job in self._jobs.items() if w not in self._ended]
     if left:
       subprocess.run(["scancel", *left], capture_output=True)
