@@ -29,6 +29,8 @@ commands:
           [--resources cpu=N,gpu=M] [--max-parallel N] [--seeds N] [--set F=V]
           [--retry-failed] [--dry-run]
           Trains every point of an ablation in its own run directory (`cnnjax sweep -h`).
+  data    convert --config FILE.py --output DIR [--set F=V]
+          Writes the config's data set as ArrayRecord files that stream from disk.
   viz     RUN [-o DIR] [--index N | --image PATH]    PNGs: filters, feature maps, confusion, ...
   predict RUN IMAGE ... [--top-k 3] [--json]         classifies image files
   eval    RUN [--config.data.dir=DIR]                evaluates a checkpoint on a data set
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
   if args[0] == "train":
     return _train(args[1:])
-  if args[0] in ("exp", "sweep", "viz", "predict", "eval"):
+  if args[0] in ("exp", "sweep", "data", "viz", "predict", "eval"):
     from cnnjax import commands
     return commands.main(args)
   print(f"cnnjax: unknown command {args[0]!r}\n\n{USAGE}", file=sys.stderr)

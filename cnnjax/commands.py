@@ -1,4 +1,5 @@
-"""The `cnnjax` commands besides `train` (exp, sweep, viz, predict, eval): parsing only."""
+"""The `cnnjax` commands besides `train` (exp, sweep, data, viz, predict, eval): their flags,
+and the glue from flags to the modules that do the work."""
 from __future__ import annotations
 
 import argparse
@@ -91,6 +92,17 @@ def _parser() -> argparse.ArgumentParser:
     command.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
                          help="dark-on-light images are inverted to MNIST's light on dark")
 
+  data = commands.add_parser("data", help="prepare data sets")
+  convert = data.add_subparsers(dest="action", required=True).add_parser(
+      "convert", help="write a config's data set as ArrayRecord files that stream from disk "
+      "(train on them with --config.data.source=array_record --config.data.dir=OUTPUT)")
+  convert.add_argument("--config", required=True, help="a config file naming the data set")
+  convert.add_argument("--output", required=True, help="folder to write")
+  convert.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                       help="override a config field, e.g. data.dir=/data/mnist")
+  convert.add_argument("--shard-examples", type=int, default=100_000,
+                       help="examples per ArrayRecord file")
+
   sweep = commands.add_parser("sweep", help="train every point of an experiment file")
   sweep.add_argument("experiment")
   sweep.add_argument("--root", help="default: runs/<experiment name>")
@@ -138,6 +150,20 @@ def _launch_options(args, from_file: dict) -> dict:
     if getattr(args, key) is not None:
       options[key] = getattr(args, key)
   return options
+
+
+def _convert(args) -> int:
+  from cnnjax import config as config_lib, data
+  from cnnjax.data import arrayrecord
+  # Every example: the config that trains on the converted set holds out its own split.
+  config = config_lib.load(args.config, {**_overrides(args.set), "data.validation_examples": 0,
+                                         "data.train_examples": 0})
+  dataset = data.load(config.data)
+  folder = arrayrecord.convert(dataset, Path(args.output), args.shard_examples)
+  print(f"wrote {len(dataset.train_labels):,} training and {len(dataset.test_labels):,} test "
+        f"examples of {dataset.location} to {folder}; train on them with "
+        f"--config.data.source=array_record --config.data.dir={folder}")
+  return 0
 
 
 def _sweep(args) -> int:
@@ -195,6 +221,8 @@ def _run(args, extra) -> int:
     return 0
   if args.command == "sweep":
     return _sweep(args)
+  if args.command == "data":
+    return _convert(args)
   if args.action == "show":
     return _show(args)
   if args.action == "diff":

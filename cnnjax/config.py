@@ -18,7 +18,7 @@ from cnnjax.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
-DATA_SOURCES = ("idx", "tfds", "ucr", "npz", "synthetic")
+DATA_SOURCES = ("idx", "tfds", "ucr", "npz", "synthetic", "folder", "array_record")
 # How the delivered model is chosen among the evaluated epochs ("auto": val_accuracy with a
 # validation split, else last). Never on the test set.
 SELECT_RULES = ("auto", "val_accuracy", "train_loss", "last")
@@ -72,6 +72,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.augment_rotate = 0.0  # 2-D images: random rotation by up to this many degrees.
   c.data.augment_scale = 0.0  # 2-D images: random zoom by a factor in [1 - s, 1 + s].
   c.data.eval_batch_size = 1000  # Global; the last batch is padded and masked.
+  c.data.image_size = (0, 0)  # Image folders: (height, width) to resize to; (0, 0) = as stored.
+  c.data.channels = 3  # Image folders: 1 (grayscale) or 3 (RGB).
+  # Streaming sources (array_record): batches are read ahead of the step by Grain, with
+  # this many reading threads, in this many worker processes (0 = in the training process).
+  c.data.read_threads = 4
+  c.data.workers = 0
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "cnn"  # Module in cnnjax/models/.
@@ -202,6 +208,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(0 <= d.augment_rotate <= 180, "data.augment_rotate", "must be in [0, 180] degrees")
   _check(0 <= d.augment_scale < 1, "data.augment_scale", "must be in [0, 1)")
   _check(d.eval_batch_size >= 1, "data.eval_batch_size", "must be >= 1")
+  _check(d.read_threads >= 1, "data.read_threads", "must be >= 1")
+  _check(d.channels in (1, 3), "data.channels", "must be 1 (grayscale) or 3 (RGB)")
+  _check(len(d.image_size) == 2 and all(s >= 0 for s in d.image_size) and
+         (all(d.image_size) or not any(d.image_size)), "data.image_size",
+         "must be (height, width), or (0, 0) to keep the stored size")
+  _check(d.workers >= 0, "data.workers", "must be >= 0 (0 = read in the training process)")
   if d.train_examples:
     _check(d.train_examples >= config.batch_size, "data.train_examples",
            f"{d.train_examples} examples make no batch of config.batch_size={config.batch_size}")

@@ -5,6 +5,8 @@
   ucr        a UCR/UEA time-series set in `.ts` files (1-D)
   npz        a MedMNIST-3D style `.npz` file of volumes (3-D)
   synthetic  SYNTHETIC noisy 3-D shapes generated from a seed, for tests and demos
+  folder     an image folder: train/<class>/*.png|jpg and test/<class>/*
+  array_record  a folder written by `cnnjax data convert`, streamed from disk
 """
 from __future__ import annotations
 
@@ -76,6 +78,16 @@ def load(data_config, seed: int = 0) -> Dataset:
     path = root if root.suffix == ".npz" else root / f"{d.name}.npz"
     arrays = volumes.load_npz(path)
     location = str(path.resolve())
+  elif d.source == "folder":
+    from cnnjax.data import folder
+    root = _root(d)
+    *arrays, class_names = folder.load(root, d.image_size, d.channels)
+    location = f"folder:{root.resolve()}"
+  elif d.source == "array_record":
+    from cnnjax.data import arrayrecord
+    root = _root(d)
+    *arrays, class_names = arrayrecord.load(root, d.read_threads, d.workers)
+    location = f"array_record:{root.resolve()}"
   elif d.source == "synthetic":
     from cnnjax.data import volumes
     s = d.synthetic

@@ -1,13 +1,14 @@
-"""The in-memory input pipeline: deterministic epoch order, global batches, eval padding.
+"""The input pipeline: deterministic epoch order, global batches, eval padding.
 
-Data sets are small enough (MNIST: 47 MB as uint8) to live in memory as arrays; pixels
-stay uint8 until the device (see `transforms`), so each batch moves a quarter of the
-bytes of float32.
+Examples are arrays in memory (MNIST: 47 MB as uint8) or, for data sets converted to
+ArrayRecord files, `arrayrecord.RecordArray`s that read only the rows a batch asks for;
+the same seed gives the same batches from either. Pixels stay uint8 until the device
+(see `transforms`), so each batch moves a quarter of the bytes of float32.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -36,8 +37,13 @@ class Dataset:
     """The first n training examples (n = 0: all)."""
     if not n:
       return self
-    return dataclasses.replace(self, train_images=self.train_images[:n],
+    return dataclasses.replace(self, train_images=rows(self.train_images, slice(0, n)),
                                train_labels=self.train_labels[:n])
+
+
+def rows(examples, index):
+  """examples[index], without reading anything from a streaming array (its `subset`)."""
+  return examples.subset(index) if hasattr(examples, "subset") else examples[index]
 
 
 # Entropy that keeps the validation split's stream apart from the epoch orders.
@@ -69,8 +75,8 @@ def hold_out(dataset: Dataset, n: int, seed: int) -> Dataset:
   keep = np.ones(len(dataset.train_labels), bool)
   keep[val] = False
   return dataclasses.replace(
-      dataset, train_images=dataset.train_images[keep], train_labels=dataset.train_labels[keep],
-      val_images=dataset.train_images[val], val_labels=dataset.train_labels[val])
+      dataset, train_images=rows(dataset.train_images, keep), train_labels=dataset.train_labels[keep],
+      val_images=rows(dataset.train_images, val), val_labels=dataset.train_labels[val])
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
@@ -89,13 +95,35 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
   return num_examples // batch_size  # The last partial batch is dropped.
 
 
-def train_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int,
-                  epoch: int, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
-  """Global batches of one epoch, in its shuffled order, from `start_step` on."""
+def train_batches(images, labels: np.ndarray, batch_size: int, seed: int, epoch: int,
+                  start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+  """Global batches of one epoch, in its shuffled order, from `start_step` on. Batches
+  of a streaming array are read ahead by Grain (`read_ahead`), as the array asks."""
   order = epoch_order(seed, epoch, len(labels))
-  for step in range(start_step, steps_per_epoch(len(labels), batch_size)):
+
+  def read(step: int) -> dict[str, np.ndarray]:
     idx = order[step * batch_size:(step + 1) * batch_size]
-    yield {"images": images[idx], "labels": labels[idx]}
+    return {"images": images[idx], "labels": labels[idx]}
+
+  steps = range(start_step, steps_per_epoch(len(labels), batch_size))
+  if hasattr(images, "subset"):
+    return read_ahead(read, steps, images.read_threads, images.workers)
+  return map(read, steps)
+
+
+def read_ahead(read, items: Sequence, threads: int, workers: int) -> Iterator:
+  """`read(item)` for each item, in order, computed ahead of use by a Grain pipeline:
+  `threads` reading threads (at least 1), in `workers` processes (0: in this one). Each
+  call reads a whole batch: Grain's cost per element would dominate for single records."""
+  import grain  # Only streaming sources pay for it.
+  dataset = grain.MapDataset.source(list(items)).map(read).to_iter_dataset(
+      grain.ReadOptions(num_threads=max(1, threads), prefetch_buffer_size=2 * max(1, threads)))
+  if workers:
+    from absl import flags
+    if not flags.FLAGS.is_parsed():  # Grain's workers read its absl flags (tests, notebooks).
+      flags.FLAGS.mark_as_parsed()
+    dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+  return iter(dataset)
 
 
 def pad(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
@@ -107,10 +135,16 @@ def pad(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
   return out
 
 
-def eval_batches(images: np.ndarray, labels: np.ndarray,
+def eval_batches(images, labels: np.ndarray,
                  batch_size: int) -> Iterator[dict[str, np.ndarray]]:
   """Batches of exactly `batch_size`: the last one is zero-padded, with mask 0 on padding,
   so every example is counted once and no batch shape forces a recompile."""
-  for start in range(0, len(labels), batch_size):
-    yield pad({"images": images[start:start + batch_size],
-               "labels": labels[start:start + batch_size]}, batch_size)
+
+  def read(start: int) -> dict[str, np.ndarray]:
+    return pad({"images": images[start:start + batch_size],
+                "labels": labels[start:start + batch_size]}, batch_size)
+
+  starts = range(0, len(labels), batch_size)
+  if hasattr(images, "subset"):
+    return read_ahead(read, starts, images.read_threads, images.workers)
+  return map(read, starts)
