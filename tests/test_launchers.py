@@ -82,22 +82,25 @@ def test_local_prints_each_state_change_with_its_log(local):
 
 
 @pytest.fixture(scope="session")
-def ray_address(tmp_path_factory):
-  """A real single-node Ray cluster for the test session (sweeps join it via RAY_ADDRESS)."""
+def ray_env(tmp_path_factory):
+  """A real single-node Ray cluster for the test session; the environment that makes a
+  sweep join it (RAY_ADDRESS; token authentication off, for this private local cluster)."""
   _require(importlib.util.find_spec("ray") is not None, "ray is not installed: pip install -e '.[ray]'")
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
+  env = {"RAY_AUTH_MODE": "disabled"}
   head = subprocess.Popen(
       [shutil.which("ray") or "ray", "start", "--head", "--block", "--num-cpus=2", "--num-gpus=0",
-       f"--port={port}", "--node-ip-address=127.0.0.1", "--include-dashboard=false",
+       f"--port={port}", "--include-dashboard=false",
        "--disable-usage-stats", f"--temp-dir={tmp_path_factory.mktemp('ray')}"],
-      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+      env=dict(os.environ, **env))
   deadline = time.time() + 60
   while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
     assert time.time() < deadline and head.poll() is None, "the Ray head did not start"
     time.sleep(0.2)
-  yield f"127.0.0.1:{port}"
+  yield {**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}
   os.killpg(head.pid, signal.SIGTERM)
   try:
     head.wait(timeout=10)
@@ -126,14 +129,14 @@ def slurm():
 @pytest.mark.parametrize("launcher", ["ray", "slurm"])
 def test_every_launcher_gives_the_local_table(launcher, local, tmp_path, request):
   if launcher == "ray":
-    env, args = {"RAY_ADDRESS": request.getfixturevalue("ray_address")}, ["--resources", "cpu=1"]
+    env, args = request.getfixturevalue("ray_env"), ["--resources", "cpu=1"]
   else:
     request.getfixturevalue("slurm")
     env, args = {}, ["--max-parallel", "2"]
   experiment = local / "three.py"
   run = _sweep(experiment, tmp_path / "three", "--launcher", launcher, *args, env=env)
   assert run.returncode == 1, run.stderr  # The failing point fails; the others finish.
-  assert _results(tmp_path / "three") == _results(local / "three")
+  assert _results(tmp_path / "three") == _results(local / "three"), run.stdout + run.stderr
   for name in ("conv_features=4-8", "conv_features=6-8"):
     assert comparable_metrics(tmp_path / "three" / name) == comparable_metrics(local / "three" / name)
   assert "conv_features=4-8: finished" in run.stdout.splitlines()

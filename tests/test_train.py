@@ -127,7 +127,7 @@ def test_the_mnist_models_on_eight_devices_equal_one_device(name):
     diff = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(results[0][:2]),
                                                             jax.tree.leaves(other[:2])))
     print(f"{name}: max |param - 1 device| after 10 steps: {diff:.3g}")
-    assert diff <= 1e-5  # float32 sums in another order (measured: 2.4e-7, 3.1e-6).
+    assert diff <= 3e-5  # float32 sums in another order; a wrong mask or statistic is >1e-3.
     np.testing.assert_allclose(results[0][2].compute()["loss"], other[2].compute()["loss"], rtol=1e-5)
 
 
