@@ -9,6 +9,7 @@ import pytest
 from cnnjax import config as config_lib
 from cnnjax import data
 from cnnjax.data import fetch, idx, pipeline
+from cnnjax.data.streaming import StreamingArray
 from cnnjax.errors import DataError
 from conftest import synthetic_digits, write_idx, write_idx_folder
 
@@ -181,6 +182,7 @@ def test_tfds_prepared_image_set_is_read_without_tensorflow(tmp_path):
   dataset = data.load(_data_config(source="tfds", name="tiny_digits", dir=str(tmp_path),
                                    num_classes=4))
   assert dataset.train_images.shape == (30, 12, 12, 1) and len(dataset.test_labels) == 10
+  assert isinstance(dataset.train_images, StreamingArray)  # Images stay in TFDS's files.
   # TFDS shuffles on write; every (image, label) pair must survive intact.
   got = {dataset.train_images[i].tobytes(): dataset.train_labels[i] for i in range(30)}
   assert got == {images[i][..., None].tobytes(): labels[i] for i in range(30)}

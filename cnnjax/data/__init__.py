@@ -64,7 +64,7 @@ def load(data_config, seed: int = 0) -> Dataset:
   class_names = None
   if d.source == "tfds":
     from cnnjax.data import tfds
-    arrays = tfds.load(d.name, d.dir or None, d.num_classes)
+    arrays = tfds.load(d.name, d.dir or None, d.num_classes, d.read_threads, d.workers)
     location = f"tfds:{d.name}@{d.dir or 'default data_dir'}"
   elif d.source == "ucr":
     from cnnjax.data import ucr

@@ -20,6 +20,7 @@ from typing import Iterable
 
 import numpy as np
 
+from cnnjax.data.streaming import StreamingArray
 from cnnjax.errors import DataError
 
 INDEX = "cnnjax_dataset.json"
@@ -27,52 +28,19 @@ FORMAT = "cnnjax-arrayrecord-1"
 SPLITS = ("train", "test")
 
 
-class RecordArray:
-  """An (N, *shape) array whose rows are records of ArrayRecord files, read on demand.
-
-  `array[indices]` (an index array, a boolean mask, a slice or an int) reads those rows
-  into a NumPy array; `subset(index)` is a view of some rows that reads nothing;
-  `np.asarray(array)` reads everything. The input pipeline reads its batches ahead with
-  `read_threads` threads in `workers` processes (config.data.read_threads, .workers).
-  """
+class RecordArray(StreamingArray):
+  """An (N, *shape) array whose rows are records of ArrayRecord files (see `streaming`)."""
 
   def __init__(self, paths: list[str], shape: tuple[int, ...], dtype: str,
-               rows: np.ndarray | None = None, source=None, read_threads: int = 4,
-               workers: int = 0):
+               read_threads: int = 4, workers: int = 0):
     from array_record.python import array_record_data_source
-    self.read_threads, self.workers = read_threads, workers
     self.paths = list(paths)
-    self._shape = tuple(shape)
-    self.dtype = np.dtype(dtype)
-    self._source = source or array_record_data_source.ArrayRecordDataSource(self.paths)
-    self._rows = np.arange(len(self._source)) if rows is None else rows
+    self._source = array_record_data_source.ArrayRecordDataSource(self.paths)
+    super().__init__(shape, dtype, np.arange(len(self._source)), read_threads, workers)
 
-  @property
-  def shape(self) -> tuple[int, ...]:
-    return (len(self._rows), *self._shape)
-
-  @property
-  def ndim(self) -> int:
-    return len(self.shape)
-
-  def __len__(self) -> int:
-    return len(self._rows)
-
-  def subset(self, index) -> "RecordArray":
-    return RecordArray(self.paths, self._shape, self.dtype, self._rows[index], self._source,
-                       self.read_threads, self.workers)
-
-  def __getitem__(self, index) -> np.ndarray:
-    rows = self._rows[index]
-    single = np.ndim(rows) == 0
-    rows = np.atleast_1d(rows)
+  def _read(self, rows: np.ndarray) -> np.ndarray:
     records = self._source.__getitems__(rows.tolist()) if len(rows) else []
-    out = np.frombuffer(b"".join(records), self.dtype).reshape(len(rows), *self._shape)
-    return out[0] if single else out
-
-  def __array__(self, dtype=None, copy=None) -> np.ndarray:
-    out = self[:]
-    return out if dtype is None else out.astype(dtype)
+    return np.frombuffer(b"".join(records), self.dtype).reshape(len(rows), *self._row_shape)
 
 
 def _shard_names(split: str, shards: int) -> list[str]:

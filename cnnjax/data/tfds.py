@@ -1,48 +1,70 @@
 """Image classification sets prepared by TensorFlow Datasets, read without TensorFlow.
 
 `tfds.data_source` reads prepared array_record files directly; nothing is downloaded
-here (download=False), so a missing set fails at once with TFDS's own message.
+here (download=False), so a missing set fails at once with TFDS's own message. Images
+stay in the files and are decoded when a batch reads them, so a set larger than memory
+trains as well; the labels are read once, without decoding the images.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from cnnjax.data.streaming import StreamingArray
 from cnnjax.errors import DataError
 
 _CHUNK = 4096
 
 
-def _read_split(name: str, split: str, data_dir: str | None):
+class TfdsArray(StreamingArray):
+  """The images of a prepared TFDS split, decoded (with Pillow, no TensorFlow) when read."""
+
+  def __init__(self, source, key: str, row_shape: tuple[int, ...], read_threads: int,
+               workers: int):
+    self._source, self._key = source, key
+    super().__init__(row_shape, np.uint8, np.arange(len(source)), read_threads, workers)
+
+  def _read(self, rows: np.ndarray) -> np.ndarray:
+    out = np.empty((len(rows), *self._row_shape), np.uint8)
+    for i, example in enumerate(self._source.__getitems__(rows.tolist()) if len(rows) else []):
+      out[i] = np.asarray(example[self._key]).reshape(self._row_shape)
+    return out
+
+
+def _read_split(name: str, split: str, data_dir: str | None, read_threads: int, workers: int):
   import tensorflow_datasets as tfds  # Imported here: only TFDS runs pay for it.
 
+  def open_source(**kwargs):
+    try:
+      return tfds.data_source(name, split=split, data_dir=data_dir, download=False, **kwargs)
+    except Exception as e:  # TFDS raises several types for "not prepared here".
+      where = data_dir or "TFDS's default data_dir ($TFDS_DATA_DIR or ~/tensorflow_datasets)"
+      raise DataError(f"TFDS data set {name!r} split {split!r} is not prepared in {where}: "
+                      f"{type(e).__name__}: {e}") from e
+
+  source = open_source()
+  if not len(source):
+    raise DataError(f"TFDS data set {name!r} split {split!r} is empty")
   try:
-    source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-  except Exception as e:  # TFDS raises several types for "not prepared here".
-    where = data_dir or "TFDS's default data_dir ($TFDS_DATA_DIR or ~/tensorflow_datasets)"
-    raise DataError(f"TFDS data set {name!r} split {split!r} is not prepared in {where}: "
-                    f"{type(e).__name__}: {e}") from e
-  images, labels = [], []
-  try:
-    for start in range(0, len(source), _CHUNK):
-      for example in source.__getitems__(list(range(start, min(start + _CHUNK, len(source))))):
-        images.append(np.asarray(example["image"]))
-        labels.append(int(example["label"]))
+    first = np.asarray(source[0]["image"])
+    undecoded = open_source(decoders={"image": tfds.decode.SkipDecoding()})
+    labels = np.asarray([int(e["label"]) for start in range(0, len(source), _CHUNK)
+                         for e in undecoded.__getitems__(
+                             list(range(start, min(start + _CHUNK, len(source)))))], np.int32)
   except Exception as e:  # E.g. a feature whose decoding needs TensorFlow.
     raise DataError(f"TFDS data set {name!r} split {split!r}: cannot decode its examples "
                     f"({type(e).__name__}: {e}); the IDX source reads MNIST without TFDS") from e
-  if not images:
-    raise DataError(f"TFDS data set {name!r} split {split!r} is empty")
-  images = np.stack(images)
-  if images.dtype != np.uint8:
-    raise DataError(f"TFDS data set {name!r}: images are {images.dtype}, expected uint8 pixels")
-  if images.ndim == 3:  # (N, H, W) without a channel axis.
-    images = images[..., None]
-  return images, np.asarray(labels, np.int32)
+  if first.dtype != np.uint8:
+    raise DataError(f"TFDS data set {name!r}: images are {first.dtype}, expected uint8 pixels")
+  row_shape = first.shape if first.ndim == 3 else (*first.shape, 1)  # (H, W) gains a channel.
+  return TfdsArray(source, "image", row_shape, read_threads, workers), labels
 
 
-def load(name: str, data_dir: str | None, num_classes: int):
-  """(train_images, train_labels, test_images, test_labels) of a prepared TFDS set."""
-  arrays = _read_split(name, "train", data_dir) + _read_split(name, "test", data_dir)
+def load(name: str, data_dir: str | None, num_classes: int, read_threads: int = 4,
+         workers: int = 0):
+  """(train images, train labels, test images, test labels) of a prepared TFDS set; the
+  images stream from its files (`TfdsArray`), the labels are read once."""
+  arrays = (_read_split(name, "train", data_dir, read_threads, workers)
+            + _read_split(name, "test", data_dir, read_threads, workers))
   for labels, split in ((arrays[1], "train"), (arrays[3], "test")):
     if labels.min() < 0 or (num_classes and labels.max() >= num_classes):
       raise DataError(f"TFDS data set {name!r} split {split!r}: labels span "
