@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from cnnjax.errors import CnnjaxError
+from cnnjax.exp import launchers  # Names only: each launcher imports its engine when made.
 
 
 def _value(text: str):
@@ -106,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
   sweep = commands.add_parser("sweep", help="train every point of an experiment file")
   sweep.add_argument("experiment")
   sweep.add_argument("--root", help="default: runs/<experiment name>")
-  sweep.add_argument("--launcher", choices=("local", "ray", "slurm"), default="local",
+  sweep.add_argument("--launcher", choices=launchers.NAMES, default="local",
                      help="where points run: processes on this machine, Ray tasks (on the "
                      "cluster in RAY_ADDRESS, else a local one), or a SLURM job array")
   sweep.add_argument("--workers", type=int, default=1, help="local: points at once")
@@ -170,7 +171,7 @@ def _sweep(args) -> int:
   if args.launcher == "ray" and not args.dry_run:
     from cnnjax.exp.launchers import ray_tasks
     ray_tasks.connect()  # Before the experiment file imports JAX.
-  from cnnjax.exp import launchers, sweep
+  from cnnjax.exp import sweep
   experiment = sweep.load_experiment(args.experiment)
   points = experiment.points
   if args.seeds:

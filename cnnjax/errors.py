@@ -1,5 +1,7 @@
 """Errors a user can act on: the command line prints them as one line, no traceback."""
 
+EXIT_INTERRUPTED = 3  # `cnnjax train` saved a checkpoint and stopped on a signal.
+
 
 class CnnjaxError(Exception):
   """Base class of the errors cnnjax reports to a user without a traceback."""

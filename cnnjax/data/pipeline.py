@@ -1,8 +1,8 @@
 """The input pipeline: deterministic epoch order, global batches, eval padding.
 
-Examples are arrays in memory (MNIST: 47 MB as uint8) or, for data sets converted to
-ArrayRecord files, `arrayrecord.RecordArray`s that read only the rows a batch asks for;
-the same seed gives the same batches from either. Pixels stay uint8 until the device
+Examples are arrays in memory (MNIST: 47 MB as uint8) or, for streaming sources (TFDS,
+converted ArrayRecord sets), `streaming.StreamingArray`s that read only the rows a batch
+asks for; the same seed gives the same batches from either. Pixels stay uint8 until the device
 (see `transforms`), so each batch moves a quarter of the bytes of float32.
 """
 from __future__ import annotations
@@ -105,10 +105,14 @@ def train_batches(images, labels: np.ndarray, batch_size: int, seed: int, epoch:
     idx = order[step * batch_size:(step + 1) * batch_size]
     return {"images": images[idx], "labels": labels[idx]}
 
-  steps = range(start_step, steps_per_epoch(len(labels), batch_size))
+  return _batches(images, read, range(start_step, steps_per_epoch(len(labels), batch_size)))
+
+
+def _batches(images, read, items: Sequence) -> Iterator:
+  """`read(item)` for each item: read ahead for a streaming array, as it asks; else as used."""
   if hasattr(images, "subset"):
-    return read_ahead(read, steps, images.read_threads, images.workers)
-  return map(read, steps)
+    return read_ahead(read, items, images.read_threads, images.workers)
+  return map(read, items)
 
 
 def read_ahead(read, items: Sequence, threads: int, workers: int) -> Iterator:
@@ -144,7 +148,4 @@ def eval_batches(images, labels: np.ndarray,
     return pad({"images": images[start:start + batch_size],
                 "labels": labels[start:start + batch_size]}, batch_size)
 
-  starts = range(0, len(labels), batch_size)
-  if hasattr(images, "subset"):
-    return read_ahead(read, starts, images.read_threads, images.workers)
-  return map(read, starts)
+  return _batches(images, read, range(0, len(labels), batch_size))

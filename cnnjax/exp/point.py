@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 from cnnjax import config as config_lib
+from cnnjax.errors import EXIT_INTERRUPTED
 from cnnjax.runs import records
 from cnnjax.runs.reader import read_run
 
-EXIT_INTERRUPTED = 3  # `cnnjax train` saved a checkpoint and stopped on a signal.
 CONFIG_FILE = "point_config.json"
 LOG_FILE = "train.log"
 STOP_SIGNAL = signal.SIGUSR2  # `cnnjax train` checkpoints and stops; repeats change nothing.
@@ -90,11 +90,15 @@ class PointProcess:
       time.sleep(0.2)
     return code
 
-  def stop(self, timeout: float = 120.0) -> int | None:
-    """Asks the process to checkpoint and stop (SIGUSR2, as SLURM sends before a time
-    limit), and waits for it."""
+  def request_stop(self) -> None:
+    """Asks a running process to checkpoint and stop (SIGUSR2, as SLURM sends before a
+    time limit); returns at once."""
     if self.child is not None and self.child.poll() is None:
       self.child.send_signal(STOP_SIGNAL)
+
+  def stop(self, timeout: float = 120.0) -> int | None:
+    """`request_stop`, then waits for the process."""
+    self.request_stop()
     return self.wait(timeout) if self.child is not None else None
 
 

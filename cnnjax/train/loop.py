@@ -24,7 +24,7 @@ import jax
 from cnnjax import config as config_lib
 from cnnjax import data, models, runtime
 from cnnjax.data import pipeline
-from cnnjax.errors import ConfigError, TrainingError, WorkdirError
+from cnnjax.errors import EXIT_INTERRUPTED, ConfigError, TrainingError, WorkdirError
 from cnnjax.runs import records
 from cnnjax.runs.checkpoints import Checkpoints
 from cnnjax.runs.failpoints import pause_point
@@ -33,7 +33,6 @@ from cnnjax.train import distributed, parallel, steps
 from cnnjax.train.optim import create_optimizer
 from cnnjax.train.state import create_train_state
 
-EXIT_INTERRUPTED = 3
 
 
 class Interrupted(Exception):

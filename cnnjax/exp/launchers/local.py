@@ -61,6 +61,5 @@ class LocalLauncher:
     for future in self._futures.values():
       future.cancel()
     for process in list(self._processes.values()):
-      if process.child is not None and process.child.poll() is None:
-        process.child.send_signal(point.STOP_SIGNAL)
+      process.request_stop()
     self._pool.shutdown(wait=True, cancel_futures=True)
