@@ -2,8 +2,12 @@
 
 Examples are arrays in memory (MNIST: 47 MB as uint8) or, for streaming sources (TFDS,
 converted ArrayRecord sets), `streaming.StreamingArray`s that read only the rows a batch
-asks for; the same seed gives the same batches from either. Pixels stay uint8 until the device
-(see `transforms`), so each batch moves a quarter of the bytes of float32.
+asks for; the same seed gives the same batches from either. With several processes, each
+reads only its `share` of every global batch (positions in it, see
+`train.distributed.process_slice`): the global batches, their order and their padding are
+those of one process, so the shares put together are exactly its batches. Pixels stay uint8
+until the device (see `transforms`, which draws each example's randomness from its place
+in the global batch), so each batch moves a quarter of the bytes of float32.
 """
 from __future__ import annotations
 
@@ -96,16 +100,30 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 
 
 def train_batches(images, labels: np.ndarray, batch_size: int, seed: int, epoch: int,
-                  start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
-  """Global batches of one epoch, in its shuffled order, from `start_step` on. Batches
-  of a streaming array are read ahead by Grain (`read_ahead`), as the array asks."""
+                  start_step: int = 0, padded_size: int = 0,
+                  share: slice = slice(None)) -> Iterator[dict[str, np.ndarray]]:
+  """Batches of one epoch, in its shuffled order, from `start_step` on: of each global
+  batch of `batch_size` examples, zero-padded to `padded_size` when that is larger (see
+  `pad`), the positions `share` (all by default). Only their examples are read; batches of
+  a streaming array are read ahead by Grain (`read_ahead`), as the array asks."""
   order = epoch_order(seed, epoch, len(labels))
+  size = max(batch_size, padded_size)
 
   def read(step: int) -> dict[str, np.ndarray]:
-    idx = order[step * batch_size:(step + 1) * batch_size]
-    return {"images": images[idx], "labels": labels[idx]}
+    examples = order[step * batch_size:(step + 1) * batch_size]
+    return _read_share(images, labels, examples, size, share, masked=size > batch_size)
 
   return _batches(images, read, range(start_step, steps_per_epoch(len(labels), batch_size)))
+
+
+def _read_share(images, labels: np.ndarray, examples: np.ndarray, size: int, share: slice,
+                masked: bool) -> dict[str, np.ndarray]:
+  """Positions `share` of the global batch `examples` (indices) zero-padded to `size`:
+  reads only the examples at those positions; with `masked`, "mask" is 0 on the padding."""
+  first, last, _ = share.indices(size)
+  local = examples[first:last]  # Positions past the examples are padding.
+  batch = {"images": images[local], "labels": labels[local]}
+  return pad(batch, last - first) if masked else batch
 
 
 def _batches(images, read, items: Sequence) -> Iterator:
@@ -139,13 +157,15 @@ def pad(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
   return out
 
 
-def eval_batches(images, labels: np.ndarray,
-                 batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+def eval_batches(images, labels: np.ndarray, batch_size: int,
+                 share: slice = slice(None)) -> Iterator[dict[str, np.ndarray]]:
   """Batches of exactly `batch_size`: the last one is zero-padded, with mask 0 on padding,
-  so every example is counted once and no batch shape forces a recompile."""
+  so every example is counted once and no batch shape forces a recompile. Of each, the
+  positions `share` (all by default); only their examples are read."""
+  n = len(labels)
 
   def read(start: int) -> dict[str, np.ndarray]:
-    return pad({"images": images[start:start + batch_size],
-                "labels": labels[start:start + batch_size]}, batch_size)
+    examples = np.arange(start, min(start + batch_size, n))
+    return _read_share(images, labels, examples, batch_size, share, masked=True)
 
-  return _batches(images, read, range(0, len(labels), batch_size))
+  return _batches(images, read, range(0, n, batch_size))

@@ -43,6 +43,7 @@ def is_writer() -> bool:
 
 
 def process_slice(global_size: int) -> slice:
-  """This process's consecutive share of a global batch (devices are process-major)."""
+  """This process's consecutive share of a global batch (devices are process-major): the
+  positions of the only examples it reads (see data.pipeline)."""
   per = global_size // jax.process_count()
   return slice(jax.process_index() * per, (jax.process_index() + 1) * per)

@@ -80,7 +80,8 @@ def evaluate(dmap: parallel.DeviceMap, rstate, images, labels, batch_size: int,
   masked out), and `{split}_examples`."""
   total = None
   global_batch = -(-batch_size // dmap.global_n) * dmap.global_n
-  for batch in pipeline.eval_batches(images, labels, global_batch):
+  share = distributed.process_slice(global_batch)  # The only examples this process reads.
+  for batch in pipeline.eval_batches(images, labels, global_batch, share):
     m = dmap.unreplicate(dmap.eval_step(rstate, dmap.split(batch)))
     total = m if total is None else _merge(total, m)
     pause_point("eval")
@@ -187,14 +188,14 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
     dmap = parallel.DeviceMap(config.parallel, devices, config, dataset.num_classes)
     rstate = dmap.replicate(state)
     rmetrics = dmap.replicate(epoch_metrics)
+    share = distributed.process_slice(padded_batch)  # The only examples this process reads.
     with _StopSignal() as stop:
       for epoch in range(step // spe, config.num_epochs):
         epoch_start, epoch_start_step = time.time(), step
         tick, tick_step = epoch_start, step
         for batch in pipeline.train_batches(dataset.train_images, dataset.train_labels,
-                                            batch_size, config.seed, epoch, step % spe):
-          if padded_batch != batch_size:
-            batch = pipeline.pad(batch, padded_batch)
+                                            batch_size, config.seed, epoch, step % spe,
+                                            padded_size=padded_batch, share=share):
           rstate, rmetrics = dmap.train_step(rstate, rmetrics, dmap.split(batch))
           step += 1
           pause_point("step")

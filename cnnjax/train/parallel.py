@@ -18,7 +18,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from cnnjax.errors import ConfigError
-from cnnjax.train import distributed, steps
+from cnnjax.train import steps
 
 AXIS = "batch"  # The device axis name the steps and BatchNorm reduce over.
 MODES = ("pmap", "shard_map")
@@ -129,10 +129,9 @@ class DeviceMap:
     return tree if self.processes == 1 else jax.tree.map(lambda x: x.addressable_data(0), tree)
 
   def split(self, batch: dict[str, np.ndarray]):
-    """This process's share of a global batch (see distributed.process_slice) as the
-    steps take it: equal slices, one per device."""
-    share = distributed.process_slice(len(batch["labels"]))
-    batch = {k: v[share] for k, v in batch.items()}
+    """This process's share of a global batch (the only part it reads, see
+    distributed.process_slice; with one process, the whole batch) as the steps take it:
+    equal slices, one per local device."""
     if self.mode == "pmap":
       return {k: v.reshape((self.n, -1, *v.shape[1:])) for k, v in batch.items()}
     sharding = NamedSharding(self.mesh, P(AXIS))
