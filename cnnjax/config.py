@@ -97,6 +97,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.batch_norm_momentum = 0.9  # Decay of BatchNorm's running statistics.
   c.model.dropout_rate = 0.0  # Before each dense layer.
   c.model.dtype = "float32"  # Compute dtype: "bfloat16" on GPUs/TPUs (parameters stay float32).
+  # Where conv blocks put the batch axis: "auto" (batch_last for small blocks on a CPU,
+  # much faster there), "batch_first" or "batch_last"; see cnnjax/models/cnn.py.
+  c.model.layout = "auto"
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "sgd"  # One of OPTIMIZERS.

@@ -7,12 +7,17 @@ import pytest
 from cnnjax import config as config_lib
 from cnnjax import models
 from cnnjax.errors import ConfigError
+from cnnjax.models import cnn
 from cnnjax.models.layers import max_pool
 from conftest import ROOT
 
 
+def _config(config_name, overrides=None):
+  return config_lib.load(str(ROOT / "configs" / config_name), overrides)
+
+
 def _build(config_name, overrides=None, input_shape=(28, 28, 1)):
-  config = config_lib.load(str(ROOT / "configs" / config_name), overrides)
+  config = _config(config_name, overrides)
   model = models.build(config.model, 10, input_shape)
   variables = model.init(jax.random.key(0), jnp.zeros((2, *input_shape)), train=False)
   return model, variables
@@ -35,14 +40,61 @@ def test_exact_parameter_counts(config_name, overrides, params, stats):
   assert logits.shape == (2, 10)
 
 
-def test_talk_cnn_feature_map_shapes():
-  model, variables = _build("mnist_talk.py")
+@pytest.mark.parametrize("layout, conv0, conv1", [
+    ("batch_first", (1, 28, 28, 8), (1, 14, 14, 16)),
+    ("batch_last", (8, 28, 28, 1), (16, 14, 14, 1)),  # (C, H, W, N): see cnn.LAYOUTS.
+])
+def test_talk_cnn_feature_map_shapes(layout, conv0, conv1):
+  model, variables = _build("mnist_talk.py", {"model.layout": layout})
   _, state = model.apply(variables, jnp.zeros((1, 28, 28, 1)), capture_intermediates=True,
                          mutable=["intermediates"])
   shapes = {k: v["__call__"][0].shape for k, v in state["intermediates"].items() if k != "__call__"}
-  assert shapes["conv0"] == (1, 28, 28, 8)
-  assert shapes["conv1"] == (1, 14, 14, 16)
+  assert shapes["conv0"] == conv0
+  assert shapes["conv1"] == conv1
   assert shapes["classifier"] == (1, 10)
+
+
+@pytest.mark.parametrize("config_name, overrides, input_shape", [
+    ("mnist_talk.py", None, (28, 28, 1)),
+    # BatchNorm after pooling, dropout, a hidden dense layer:
+    ("mnist.py", {"model.conv_features": (8, 16)}, (28, 28, 1)),
+    ("mnist_talk.py", {"model.padding": "VALID", "model.kernel_sizes": ((3, 2), (2, 3))}, (28, 28, 1)),
+    ("mnist_talk.py", {"model.padding": (2, 0), "model.pool_size": (2, 3)}, (28, 27, 3)),
+    ("ucr_fcn.py", {"model.conv_features": (4, 6, 5)}, (40, 2)),  # 1-D, global average head
+    ("volumes_3d.py", None, (12, 10, 8, 1)),  # 3-D, BatchNorm
+])
+def test_batch_last_layout_computes_the_same_network(config_name, overrides, input_shape):
+  """Same parameters, same outputs, BatchNorm statistics and gradients (up to float32
+  rounding: products are summed in another order), padded examples masked alike."""
+  results = []
+  for layout in ("batch_first", "batch_last"):
+    model, variables = _build(config_name, {**(overrides or {}), "model.layout": layout},
+                              input_shape)
+    x = jax.random.normal(jax.random.key(3), (6, *input_shape))
+    mask = jnp.array([1, 1, 1, 1, 1, 0], bool)
+
+    def loss(params):
+      logits, updates = model.apply({**variables, "params": params}, x, train=True, mask=mask,
+                                    rngs={"dropout": jax.random.key(4)}, mutable=["batch_stats"])
+      return jnp.sum(logits[:5] ** 2), (logits, updates)
+
+    grads, (logits, updates) = jax.jit(jax.grad(loss, has_aux=True))(variables["params"])
+    results.append((variables, logits, updates, grads))
+  (v1, *outs1), (v2, *outs2) = results
+  assert jax.tree.structure(v1) == jax.tree.structure(v2)
+  jax.tree.map(np.testing.assert_array_equal, v1, v2)  # The same initialisation.
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5), outs1, outs2)
+
+
+def test_auto_layout_puts_small_blocks_batch_last_on_a_cpu():
+  picks = lambda name: [cnn.block_batch_last("auto", c, (3, 3), f)
+                        for c, f in zip((1, *_config(name).model.conv_features),
+                                        _config(name).model.conv_features)]
+  assert picks("mnist_talk.py") == [True, True]  # 1x9 -> 8, 8x9 -> 16
+  assert picks("mnist_fast.py") == [True, False]  # 16x9 = 144 inputs per output
+  assert picks("mnist.py") == [False, False]  # 32 features
+  assert not cnn.block_batch_last("batch_first", 1, (3, 3), 8)
+  assert cnn.block_batch_last("batch_last", 512, (3, 3), 512)
 
 
 def test_too_much_pooling_fails_before_compile_naming_the_field():

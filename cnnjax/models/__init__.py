@@ -48,7 +48,10 @@ def build(model_config, num_classes: int, input_shape: Sequence[int],
 
 
 def summary(model: nn.Module, input_shape: Sequence[int]) -> str:
-  """Table of layers, output shapes and parameter counts (traced, not compiled)."""
+  """Table of layers, output shapes and parameter counts (traced, not compiled); shapes
+  batch first whatever layout the model computes in (the parameters are the same)."""
+  if "layout" in model.__dataclass_fields__:
+    model = model.clone(layout="batch_first")
   x = jnp.zeros((1, *input_shape), jnp.float32)
   return nn.tabulate(model, jax.random.key(0), depth=1, mutable=("params", "batch_stats"),
                      console_kwargs={"width": 120, "color_system": None, "force_terminal": False})(x)

@@ -9,6 +9,7 @@ or another block is a config change. The rank comes from the data.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import jax
@@ -16,7 +17,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from cnnjax.errors import ConfigError
-from cnnjax.models.layers import BatchNorm, Dropout, max_pool
+from cnnjax.models.layers import BatchLastConv, BatchNorm, Dropout, max_pool
 
 
 def per_axis(value, rank: int, field: str) -> tuple[int, ...]:
@@ -43,6 +44,7 @@ class CNN(nn.Module):
   dropout_rate: float = 0.0
   dtype: Any = jnp.float32  # Compute dtype (bfloat16 on accelerators); parameters stay float32.
   axis_name: str | None = None  # Device axis over which BatchNorm averages statistics.
+  layout: str = "auto"  # Of the conv blocks: see LAYOUTS.
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
@@ -51,26 +53,58 @@ class CNN(nn.Module):
     pool = per_axis(self.pool_size, rank, "model.pool_size")
     padding = self.padding if isinstance(self.padding, str) else per_axis(self.padding, rank, "model.padding")
     pooled = max(pool) > 1
+    batch_last = False  # The layout x is in: (N, *spatial, C), or (C, *spatial, N).
+    # Swaps N and C; max_pool takes either layout (its spatial axes lie between).
+    swap = lambda x: jnp.moveaxis(x, (0, -1), (-1, 0))
+    as_given = lambda x: swap(x) if batch_last else x
     for i, (features, kernel) in enumerate(zip(self.conv_features, self.kernel_sizes)):
-      x = nn.Conv(features, per_axis(kernel, rank, "model.kernel_size"), padding=padding,
-                  use_bias=not self.batch_norm, dtype=self.dtype, name=f"conv{i}")(x)
+      kernel = per_axis(kernel, rank, "model.kernel_size")
+      channels = x.shape[0 if batch_last else -1]
+      if batch_last != block_batch_last(self.layout, channels, kernel, features):
+        x, batch_last = swap(x), not batch_last
+      conv = BatchLastConv if batch_last else nn.Conv
+      x = conv(features, kernel, padding=padding, use_bias=not self.batch_norm,
+               dtype=self.dtype, name=f"conv{i}")(x)
       if pooled and self.pool_first:
         x = max_pool(x, pool)
       if self.batch_norm:
         x = BatchNorm(use_running_average=not train, momentum=self.batch_norm_momentum,
-                      axis_name=self.axis_name, dtype=self.dtype, name=f"bn{i}")(x, mask)
+                      axis_name=self.axis_name, dtype=self.dtype, batch_last=batch_last,
+                      name=f"bn{i}")(x, mask)
       x = nn.relu(x)
-      self.sow("features", f"relu{i}", x)  # Kept only when "features" is mutable (viz).
+      self.sow("features", f"relu{i}", as_given(x))  # Kept only when "features" is mutable (viz).
       if pooled and not self.pool_first:
         x = max_pool(x, pool)
       if pooled:
-        self.sow("features", f"pool{i}", x)
+        self.sow("features", f"pool{i}", as_given(x))
+    x = as_given(x)
     x = x.mean(axis=tuple(range(1, rank + 1))) if self.head == "global_avg" else x.reshape((x.shape[0], -1))
     for i, features in enumerate(self.dense_features):
       x = Dropout(self.dropout_rate, self.axis_name)(x, deterministic=not train)
       x = nn.relu(nn.Dense(features, dtype=self.dtype, name=f"dense{i}")(x))
     x = Dropout(self.dropout_rate, self.axis_name)(x, deterministic=not train)
     return nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(x).astype(jnp.float32)
+
+
+# Where each conv block puts the batch axis. "batch_first": (N, *spatial, C), Flax's
+# convolution (XLA's). "batch_last": (C, *spatial, N), the convolution as one matrix
+# product over patches (layers.batch_last_conv), where every elementwise loop runs along
+# the batch. "auto": on a CPU, batch_last for a small block (at most BATCH_LAST_MAX_INPUTS
+# inputs per output, channels x kernel positions, and BATCH_LAST_MAX_FEATURES features),
+# such as a first layer on one channel or the talk's CNN, where XLA's convolutions and its
+# loops over a few channels are slow; batch_first for larger blocks (there XLA's own are
+# faster, measured on the MNIST configs: see docs/performance.md) and on accelerators.
+# The array is transposed where consecutive blocks differ. Same parameters in every layout.
+LAYOUTS = ("auto", "batch_first", "batch_last")
+BATCH_LAST_MAX_INPUTS = 128
+BATCH_LAST_MAX_FEATURES = 16
+
+
+def block_batch_last(layout: str, channels: int, kernel: Sequence[int], features: int) -> bool:
+  if layout != "auto":
+    return layout == "batch_last"
+  return (jax.default_backend() == "cpu" and features <= BATCH_LAST_MAX_FEATURES
+          and channels * math.prod(kernel) <= BATCH_LAST_MAX_INPUTS)
 
 
 def _sizes(value) -> list[int]:
@@ -96,6 +130,8 @@ def validate_config(c) -> None:
     raise ConfigError("model.dense_features", f"widths must be positive, got {tuple(c.dense_features)}")
   if not 0.0 <= c.dropout_rate < 1.0:
     raise ConfigError("model.dropout_rate", f"must be in [0, 1), got {c.dropout_rate}")
+  if c.layout not in LAYOUTS:
+    raise ConfigError("model.layout", f"{c.layout!r} is not one of {', '.join(map(repr, LAYOUTS))}")
   if not 0.0 <= c.batch_norm_momentum < 1.0:
     raise ConfigError("model.batch_norm_momentum", f"must be in [0, 1), got {c.batch_norm_momentum}")
 
@@ -135,5 +171,5 @@ def build(c, num_classes: int, axis_name: str | None = None) -> CNN:
              kernel_sizes=_kernels(c), pool_size=c.pool_size, padding=c.padding,
              dense_features=tuple(c.dense_features), head=c.head, batch_norm=c.batch_norm,
              pool_first=c.pool_first, batch_norm_momentum=c.batch_norm_momentum,
-             dropout_rate=c.dropout_rate,
+             dropout_rate=c.dropout_rate, layout=c.layout,
              dtype=jnp.dtype(c.dtype), axis_name=axis_name)

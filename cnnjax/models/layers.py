@@ -1,7 +1,9 @@
 """Layers shared by the model families."""
 from __future__ import annotations
 
-from typing import Any
+import itertools
+from functools import partial
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +37,94 @@ def max_pool(x: jax.Array, window) -> jax.Array:
       parts = pairs + parts[len(pairs) * 2:]
     x = parts[0]
   return x
+
+
+def same_pads(kernel: Sequence[int], padding) -> tuple[tuple[int, int], ...]:
+  """(low, high) zero padding per spatial axis, as `nn.Conv` pads for stride 1: "SAME",
+  "VALID", or one size per axis on both sides."""
+  if padding == "SAME":
+    return tuple(((k - 1) // 2, k // 2) for k in kernel)
+  if padding == "VALID":
+    return tuple((0, 0) for _ in kernel)
+  return tuple((p, p) for p in padding)
+
+
+def _patches(a: jax.Array, kernel: Sequence[int], pads) -> jax.Array:
+  """(C, *spatial, B) -> (kernel positions x C, *out, B): the shifted slices of the padded
+  input, stacked along the first axis in the order of a reshaped (*kernel, C, F) kernel.
+  Built one axis at a time, the last first (XLA copies a 3x3 kernel's nine slices of
+  one axis, then three of the other, faster than nine of both)."""
+  a = jnp.pad(a, ((0, 0), *pads, (0, 0)))
+  for axis in range(len(kernel), 0, -1):
+    size = a.shape[axis] - kernel[axis - 1] + 1
+    a = jnp.concatenate([jax.lax.slice_in_dim(a, o, o + size, axis=axis)
+                         for o in range(kernel[axis - 1])], axis=0)
+  return a
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2,))
+def batch_last_conv(a: jax.Array, kernel: jax.Array, pads) -> jax.Array:
+  """Stride-1 convolution of a batch-last array (C, *spatial, B) with a Flax kernel
+  (*kernel, C, F), giving (F, *out, B): one matrix product of the kernel with the
+  input's patches, batch and positions together as the long side.
+
+  Its gradient is two more products of the same shape (kernel: patches times the output
+  gradient, contracted over the long side; input: kernel times the output gradient, then
+  the shifted slices added back), with the patches rebuilt rather than kept.
+  """
+  return _conv_forward(a, kernel, pads)[0]
+
+
+def _conv_forward(a, kernel, pads):
+  rank = kernel.ndim - 2
+  patches = _patches(a, kernel.shape[:rank], pads)
+  taps = kernel.reshape(-1, kernel.shape[-1])  # (positions x C, F)
+  out = jnp.dot(taps.T, patches.reshape(patches.shape[0], -1))
+  return out.reshape(kernel.shape[-1], *patches.shape[1:]), (a, kernel)
+
+
+def _conv_backward(pads, residuals, g):
+  a, kernel = residuals
+  rank = kernel.ndim - 2
+  kernel_size, channels = kernel.shape[:rank], a.shape[0]
+  patches = _patches(a, kernel_size, pads)
+  g2 = g.reshape(g.shape[0], -1)
+  taps = kernel.reshape(-1, kernel.shape[-1])
+  d_kernel = jax.lax.dot_general(patches.reshape(patches.shape[0], -1), g2,
+                                 (((1,), (1,)), ((), ()))).reshape(kernel.shape)
+  d_patches = jnp.dot(taps, g2).reshape(-1, channels, *g.shape[1:])
+  d_a = 0
+  for t, offset in enumerate(itertools.product(*map(range, kernel_size))):
+    # Output cell p read input cell p + offset - low: put the slice back there (lax.pad
+    # with negative sizes crops what fell into the padding).
+    widths = [(o - low, n - m - (o - low), 0)
+              for o, (low, _), n, m in zip(offset, pads, a.shape[1:-1], g.shape[1:-1])]
+    d_a = d_a + jax.lax.pad(d_patches[t], jnp.zeros((), g.dtype), [(0, 0, 0), *widths, (0, 0, 0)])
+  return d_a, d_kernel
+
+
+batch_last_conv.defvjp(_conv_forward, _conv_backward)
+
+
+class BatchLastConv(nn.Module):
+  """`nn.Conv` (stride 1, same parameters, names and initialisation) on batch-last
+  arrays (C, *spatial, B): see `batch_last_conv`."""
+  features: int
+  kernel_size: tuple[int, ...]
+  padding: Any = "SAME"
+  use_bias: bool = True
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, a: jax.Array) -> jax.Array:
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (*self.kernel_size, a.shape[0], self.features), jnp.float32)
+    pads = same_pads(self.kernel_size, self.padding)
+    y = batch_last_conv(a.astype(self.dtype), kernel.astype(self.dtype), pads)
+    if self.use_bias:
+      bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+      y = y + bias.astype(self.dtype).reshape((-1,) + (1,) * (y.ndim - 1))
+    return y
 
 
 def example_ids(batch: int, axis_name: str | None) -> jax.Array:
@@ -75,17 +165,20 @@ class BatchNorm(nn.Module):
   Unlike it, statistics come from sums and counts added over the device axis, not from
   per-device means averaged: with a `mask` (padded batches, config.pad_batch) devices
   hold different numbers of real examples, and an average of their means would weight
-  them wrongly.
+  them wrongly. Features are the last axis, or the first with `batch_last` (C, ..., N).
   """
   use_running_average: bool
   momentum: float = 0.99
   epsilon: float = 1e-5
   axis_name: str | None = None
   dtype: Any = jnp.float32
+  batch_last: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-    features = x.shape[-1]
+    feature_axis, batch_axis = (0, x.ndim - 1) if self.batch_last else (x.ndim - 1, 0)
+    features = x.shape[feature_axis]
+    along = lambda axis, v: v.reshape([-1 if a == axis else 1 for a in range(x.ndim)])
     ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros(features, jnp.float32))
     ra_var = self.variable("batch_stats", "var", lambda: jnp.ones(features, jnp.float32))
     scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
@@ -94,11 +187,12 @@ class BatchNorm(nn.Module):
       mean, var = ra_mean.value, ra_var.value
     else:
       xf = x.astype(jnp.float32)
-      axes = tuple(range(x.ndim - 1))
-      weight = jnp.ones(x.shape[:1], jnp.float32) if mask is None else mask.astype(jnp.float32)
-      weight = weight.reshape((-1,) + (1,) * (x.ndim - 1))
+      axes = tuple(a for a in range(x.ndim) if a != feature_axis)
+      batch = x.shape[batch_axis]
+      weight = jnp.ones(batch, jnp.float32) if mask is None else mask.astype(jnp.float32)
+      weight = along(batch_axis, weight)
       sums = (jnp.sum(xf * weight, axes), jnp.sum(xf * xf * weight, axes),
-              jnp.sum(weight) * (xf.size // (x.shape[0] * features)))
+              jnp.sum(weight) * (xf.size // (batch * features)))
       if self.axis_name:
         sums = jax.lax.psum(sums, self.axis_name)
       mean = sums[0] / sums[2]
@@ -106,5 +200,7 @@ class BatchNorm(nn.Module):
       if not self.is_initializing():
         ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
         ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
-    y = (x.astype(jnp.float32) - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
+    y = ((x.astype(jnp.float32) - along(feature_axis, mean))
+         * along(feature_axis, jax.lax.rsqrt(var + self.epsilon)) * along(feature_axis, scale)
+         + along(feature_axis, bias))
     return y.astype(self.dtype)
