@@ -10,6 +10,8 @@ process of its own, one after another, on MNIST-shaped random pixels (throughput
 not depend on the values). cnnjax goes through its real train step (DeviceMap, host
 batches from the in-memory pipeline, metrics accumulated on the device).
 
+The last lines give each goal's ratio and whether it is met.
+
 Columns: images/second = median of --repeats timings of --steps steps after warm-up;
 first step = seconds of the first step (compilation, for cnnjax); eval = seconds to
 evaluate 10,000 test images (median of 3, after warm-up); peak RSS of the process.
@@ -29,9 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnjax.runs.records import cpu_model
+
 HERE = Path(__file__).resolve().parent
 CONFIGS = {"talk": "configs/mnist_talk.py", "default": "configs/mnist.py"}
 TRAIN, TEST = 60_000, 10_000
+# The goals, as ratios measured in one run: training images/s of cnnjax over PyTorch eager
+# at least this; eval time of cnnjax over PyTorch's below this.
+TRAIN_GOALS = {"talk": 1.5, "default": 2.0}
+EVAL_GOALS = {"default": 0.5}
 
 
 def _data(n: int, seed: int):
@@ -166,11 +174,13 @@ def main():
 
   if importlib.util.find_spec("torch") is None:
     sys.exit("PyTorch is not installed: pip install -e \".[bench]\"")
-  print(f"{os.cpu_count()} CPU cores; --steps {args.steps}, median of {args.repeats}\n")
+  print(f"{cpu_model()}, {os.cpu_count()} CPU cores; --steps {args.steps}, median of "
+        f"{args.repeats}\n")
   header = ("| network | framework | devices | batch | images/s | first step s | eval 10k s "
             "| peak RSS MiB | cnnjax / PyTorch |")
   print(header)
   print("|" + " --- |" * 9)
+  goals = []
   for name in args.models.split(","):
     results = {fw: run_worker(fw, name, args) for fw in ("cnnjax", "torch")}
     ratio = results["cnnjax"]["images_per_second"] / results["torch"]["images_per_second"]
@@ -179,6 +189,16 @@ def main():
             f"| {r['batch']} | {r['images_per_second']:,.0f} | {r['first_step_seconds']:.2f} "
             f"| {r['eval_seconds']:.3f} | {r['peak_rss_mib']:,.0f} "
             f"| {f'{ratio:.2f}x' if fw == 'cnnjax' else ''} |", flush=True)
+    goal = TRAIN_GOALS.get(name)
+    if goal:
+      goals.append((f"{name} training images/s, cnnjax / PyTorch", ratio, goal, ">="))
+    if name in EVAL_GOALS:
+      share = results["cnnjax"]["eval_seconds"] / results["torch"]["eval_seconds"]
+      goals.append((f"{name} eval seconds, cnnjax / PyTorch", share, EVAL_GOALS[name], "<"))
+  print()
+  for text, value, goal, op in goals:
+    met = value >= goal if op == ">=" else value < goal
+    print(f"{text} = {value:.2f} (goal {op} {goal}): {'met' if met else 'not met'}")
 
 
 if __name__ == "__main__":

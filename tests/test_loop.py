@@ -42,6 +42,7 @@ def test_run_directory_holds_every_record(finished_run):
   for key in ("test_accuracy", "final_test_accuracy", "val_accuracy", "best_val_accuracy",
               "train_seconds", "wall_seconds", "images_per_second"):
     assert summary[key] > 0, key
+  assert 0 < summary["startup_seconds"] < summary["wall_seconds"]
   assert "best_test_accuracy" not in summary and summary["checkpoint_select"] == "val_accuracy"
   assert summary["best_val_accuracy"] >= summary["val_accuracy"]
   assert summary["test_accuracy"] > 0.5  # Four classes: well above chance after 2 epochs.

@@ -110,7 +110,19 @@ def session_record(seed: int, devices) -> tuple[dict[str, Any], str]:
       "host": socket.gethostname(), "pid": os.getpid(), "seed": seed,
       "git": git, "versions": versions(),
       "devices": [str(d) for d in devices], "platform": devices[0].platform,
+      "cpu": cpu_model(),
   }, diff
+
+
+def cpu_model() -> str:
+  """The processor's name (lscpu's "Model name"): speeds are comparable on one only."""
+  try:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+      if line.startswith("model name"):
+        return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
 
 
 class Lock:

@@ -198,6 +198,9 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
                                             padded_size=padded_batch, share=share):
           rstate, rmetrics = dmap.train_step(rstate, rmetrics, dmap.split(batch))
           step += 1
+          if "startup_seconds" not in summary:  # Data, model, compiling, the first step.
+            jax.block_until_ready(rmetrics)
+            summary["startup_seconds"] = time.time() - wall_start
           pause_point("step")
           if stop.received:
             saved = dmap.unreplicate({"state": rstate, "epoch_metrics": rmetrics})
