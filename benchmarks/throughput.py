@@ -12,7 +12,10 @@ batches from the in-memory pipeline, metrics accumulated on the device).
 
 The last lines give each goal's ratio and whether it is met.
 
-Columns: images/second = median of --repeats timings of --steps steps after warm-up;
+Each framework runs --rounds times, alternating (cnnjax, PyTorch, cnnjax, ...), since a
+machine's speed drifts; the table gives medians over rounds and the ratio is the median of
+each round's ratio. Columns: images/second = median of --repeats timings of --steps steps
+after warm-up;
 first step = seconds of the first step (compilation, for cnnjax); eval = seconds to
 evaluate 10,000 test images (median of 3, after warm-up); peak RSS of the process.
 """
@@ -159,11 +162,21 @@ def run_worker(framework: str, name: str, args) -> dict:
   return json.loads(lines[-1])
 
 
+def _median_round(results: list[dict]) -> dict:
+  """Per column, the median over rounds."""
+  out = dict(results[0])
+  for key in ("images_per_second", "first_step_seconds", "eval_seconds", "peak_rss_mib"):
+    out[key] = statistics.median(r[key] for r in results)
+  return out
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--models", default="talk,default")
-  parser.add_argument("--steps", type=int, default=30, help="steps per timing")
+  parser.add_argument("--steps", type=int, default=60, help="steps per timing")
   parser.add_argument("--repeats", type=int, default=5, help="timings; the median is reported")
+  parser.add_argument("--rounds", type=int, default=3,
+                      help="processes per framework, run alternately; medians are reported")
   parser.add_argument("--worker", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
@@ -175,15 +188,22 @@ def main():
   if importlib.util.find_spec("torch") is None:
     sys.exit("PyTorch is not installed: pip install -e \".[bench]\"")
   print(f"{cpu_model()}, {os.cpu_count()} CPU cores; --steps {args.steps}, median of "
-        f"{args.repeats}\n")
+        f"{args.repeats} timings in each of {args.rounds} rounds\n")
   header = ("| network | framework | devices | batch | images/s | first step s | eval 10k s "
             "| peak RSS MiB | cnnjax / PyTorch |")
   print(header)
   print("|" + " --- |" * 9)
   goals = []
   for name in args.models.split(","):
-    results = {fw: run_worker(fw, name, args) for fw in ("cnnjax", "torch")}
-    ratio = results["cnnjax"]["images_per_second"] / results["torch"]["images_per_second"]
+    rounds = [{fw: run_worker(fw, name, args) for fw in ("cnnjax", "torch")}
+              for _ in range(args.rounds)]
+    results = {fw: _median_round([r[fw] for r in rounds]) for fw in ("cnnjax", "torch")}
+    # Each round's two processes ran back to back: the median of their ratios is what
+    # is least moved by the machine's speed drifting between rounds.
+    ratio = statistics.median(r["cnnjax"]["images_per_second"] / r["torch"]["images_per_second"]
+                              for r in rounds)
+    share = statistics.median(r["cnnjax"]["eval_seconds"] / r["torch"]["eval_seconds"]
+                              for r in rounds)
     for fw, r in results.items():
       print(f"| {name} | {'cnnjax' if fw == 'cnnjax' else 'PyTorch eager'} | {r['devices']} "
             f"| {r['batch']} | {r['images_per_second']:,.0f} | {r['first_step_seconds']:.2f} "
@@ -193,7 +213,6 @@ def main():
     if goal:
       goals.append((f"{name} training images/s, cnnjax / PyTorch", ratio, goal, ">="))
     if name in EVAL_GOALS:
-      share = results["cnnjax"]["eval_seconds"] / results["torch"]["eval_seconds"]
       goals.append((f"{name} eval seconds, cnnjax / PyTorch", share, EVAL_GOALS[name], "<"))
   print()
   for text, value, goal, op in goals:

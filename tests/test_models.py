@@ -60,6 +60,7 @@ def test_talk_cnn_feature_map_shapes(layout, conv0, conv1):
     ("mnist.py", {"model.conv_features": (8, 16)}, (28, 28, 1)),
     ("mnist_talk.py", {"model.padding": "VALID", "model.kernel_sizes": ((3, 2), (2, 3))}, (28, 28, 1)),
     ("mnist_talk.py", {"model.padding": (2, 0), "model.pool_size": (2, 3)}, (28, 27, 3)),
+    ("mnist_talk.py", {"model.padding": 3, "model.kernel_size": 2}, (12, 12, 1)),  # pad > kernel
     ("ucr_fcn.py", {"model.conv_features": (4, 6, 5)}, (40, 2)),  # 1-D, global average head
     ("volumes_3d.py", None, (12, 10, 8, 1)),  # 3-D, BatchNorm
 ])
@@ -79,7 +80,8 @@ def test_batch_last_layout_computes_the_same_network(config_name, overrides, inp
       return jnp.sum(logits[:5] ** 2), (logits, updates)
 
     grads, (logits, updates) = jax.jit(jax.grad(loss, has_aux=True))(variables["params"])
-    results.append((variables, logits, updates, grads))
+    evaluated = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
+    results.append((variables, logits, updates, grads, evaluated))
   (v1, *outs1), (v2, *outs2) = results
   assert jax.tree.structure(v1) == jax.tree.structure(v2)
   jax.tree.map(np.testing.assert_array_equal, v1, v2)  # The same initialisation.

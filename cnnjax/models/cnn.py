@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from cnnjax.errors import ConfigError
-from cnnjax.models.layers import BatchLastConv, BatchNorm, Dropout, max_pool
+from cnnjax.models.layers import BatchLastConv, BatchNorm, Dropout, FlattenDense, max_pool
 
 
 def per_axis(value, rank: int, field: str) -> tuple[int, ...]:
@@ -77,14 +77,21 @@ class CNN(nn.Module):
         x = max_pool(x, pool)
       if pooled:
         self.sow("features", f"pool{i}", as_given(x))
-    x = as_given(x)
-    x = x.mean(axis=tuple(range(1, rank + 1))) if self.head == "global_avg" else x.reshape((x.shape[0], -1))
-    for i, features in enumerate(self.dense_features):
+    layers = [(f, f"dense{i}") for i, f in enumerate(self.dense_features)]
+    layers.append((self.num_classes, "classifier"))
+    if batch_last and self.head == "flatten" and (self.dropout_rate == 0.0 or not train):
+      # The first dense layer reads the batch-last maps as they are (no dropout before it).
+      features, name = layers.pop(0)
+      x = FlattenDense(features, dtype=self.dtype, name=name)(x)
+      x = nn.relu(x) if layers else x
+    else:
+      x = as_given(x)
+      x = x.mean(axis=tuple(range(1, rank + 1))) if self.head == "global_avg" else x.reshape((x.shape[0], -1))
+    for features, name in layers:
       x = Dropout(self.dropout_rate, self.axis_name)(x, deterministic=not train)
-      x = nn.relu(nn.Dense(features, dtype=self.dtype, name=f"dense{i}")(x))
-    x = Dropout(self.dropout_rate, self.axis_name)(x, deterministic=not train)
-    return nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(x).astype(jnp.float32)
-
+      x = nn.Dense(features, dtype=self.dtype, name=name)(x)
+      x = x if name == "classifier" else nn.relu(x)
+    return x.astype(jnp.float32)
 
 # Where each conv block puts the batch axis. "batch_first": (N, *spatial, C), Flax's
 # convolution (XLA's). "batch_last": (C, *spatial, N), the convolution as one matrix

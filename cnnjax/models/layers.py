@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from functools import partial
 from typing import Any, Sequence
 
@@ -54,7 +55,8 @@ def _patches(a: jax.Array, kernel: Sequence[int], pads) -> jax.Array:
   input, stacked along the first axis in the order of a reshaped (*kernel, C, F) kernel.
   Built one axis at a time, the last first (XLA copies a 3x3 kernel's nine slices of
   one axis, then three of the other, faster than nine of both)."""
-  a = jnp.pad(a, ((0, 0), *pads, (0, 0)))
+  zero = jnp.zeros((), a.dtype)
+  a = jax.lax.pad(a, zero, [(0, 0, 0), *((low, high, 0) for low, high in pads), (0, 0, 0)])
   for axis in range(len(kernel), 0, -1):
     size = a.shape[axis] - kernel[axis - 1] + 1
     a = jnp.concatenate([jax.lax.slice_in_dim(a, o, o + size, axis=axis)
@@ -86,20 +88,20 @@ def _conv_forward(a, kernel, pads):
 def _conv_backward(pads, residuals, g):
   a, kernel = residuals
   rank = kernel.ndim - 2
-  kernel_size, channels = kernel.shape[:rank], a.shape[0]
-  patches = _patches(a, kernel_size, pads)
+  size, channels = kernel.shape[:rank], a.shape[0]
+  patches = _patches(a, size, pads)
   g2 = g.reshape(g.shape[0], -1)
-  taps = kernel.reshape(-1, kernel.shape[-1])
   d_kernel = jax.lax.dot_general(patches.reshape(patches.shape[0], -1), g2,
                                  (((1,), (1,)), ((), ()))).reshape(kernel.shape)
-  d_patches = jnp.dot(taps, g2).reshape(-1, channels, *g.shape[1:])
+  d_patches = jnp.dot(kernel.reshape(-1, kernel.shape[-1]), g2).reshape(-1, channels, *g.shape[1:])
+  zero = jnp.zeros((), g.dtype)
   d_a = 0
-  for t, offset in enumerate(itertools.product(*map(range, kernel_size))):
-    # Output cell p read input cell p + offset - low: put the slice back there (lax.pad
-    # with negative sizes crops what fell into the padding).
+  for t, offset in enumerate(itertools.product(*map(range, size))):
+    # Output cell p read input cell p + offset - low: add the slice back there (negative
+    # padding crops what came from the padding).
     widths = [(o - low, n - m - (o - low), 0)
               for o, (low, _), n, m in zip(offset, pads, a.shape[1:-1], g.shape[1:-1])]
-    d_a = d_a + jax.lax.pad(d_patches[t], jnp.zeros((), g.dtype), [(0, 0, 0), *widths, (0, 0, 0)])
+    d_a = d_a + jax.lax.pad(d_patches[t], zero, [(0, 0, 0), *widths, (0, 0, 0)])
   return d_a, d_kernel
 
 
@@ -125,6 +127,25 @@ class BatchLastConv(nn.Module):
       bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
       y = y + bias.astype(self.dtype).reshape((-1,) + (1,) * (y.ndim - 1))
     return y
+
+
+class FlattenDense(nn.Module):
+  """`nn.Dense` on the flattened batch-first features (N, *spatial x C) of a batch-last
+  array (C, *spatial, N), without transposing it: the same parameters (kernel rows in
+  (*spatial, C) order), the kernel's rows put in the array's order instead."""
+  features: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, a: jax.Array) -> jax.Array:
+    channels, spatial, batch = a.shape[0], a.shape[1:-1], a.shape[-1]
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (math.prod(spatial) * channels, self.features), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
+    rows = jnp.moveaxis(kernel.reshape(*spatial, channels, self.features), -2, 0)
+    y = jnp.dot(rows.reshape(-1, self.features).T.astype(self.dtype),
+                a.reshape(-1, batch).astype(self.dtype))
+    return y.T + bias.astype(self.dtype)
 
 
 def example_ids(batch: int, axis_name: str | None) -> jax.Array:
