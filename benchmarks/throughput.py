@@ -74,7 +74,7 @@ def _median_seconds(fn, repeats: int = 3) -> float:
   return statistics.median(times)
 
 
-def jax_worker(name: str, steps: int, repeats: int) -> dict:
+def jax_worker(name: str, steps: int, repeats: int, profile: str = "") -> dict:
   import jax
 
   from cnnjax import config as config_lib, models, runtime
@@ -115,8 +115,33 @@ def jax_worker(name: str, steps: int, repeats: int) -> dict:
   rate = _median_rate(run_steps, steps, config.batch_size, repeats)
   eval_seconds = _median_seconds(lambda: loop.evaluate(
       dmap, carry[0], test_images, test_labels, config.data.eval_batch_size))
+  if profile:
+    _profile(run_steps, steps, Path(profile) / name)
   return {"images_per_second": rate, "first_step_seconds": first, "eval_seconds": eval_seconds,
           "batch": config.batch_size, "devices": f"{len(devices)} {devices[0].platform}"}
+
+
+def _profile(run_steps, steps: int, folder: Path, top: int = 12) -> None:
+  """Traces `steps` steps with jax.profiler into `folder` (open it in xprof or Perfetto)
+  and prints, to stderr, the XLA operations that took the most time per step."""
+  import collections
+  import gzip
+
+  import jax
+
+  with jax.profiler.trace(str(folder), create_perfetto_trace=True):
+    run_steps(steps)
+  trace = json.load(gzip.open(max(folder.rglob("*.trace.json.gz"), key=os.path.getmtime)))
+  events = trace["traceEvents"] if isinstance(trace, dict) else trace
+  skip = ("$", "ThunkExecutor", "Thread", "end:", "Pjit", "Common", "Slinky", "Wait",
+          "Rendezvous", "ParseArguments", "Allocate", "Handle")
+  total = collections.Counter()
+  for e in events:
+    if e.get("ph") == "X" and not e["name"].startswith(skip):
+      total[e["name"]] += e["dur"]
+  print(f"XLA operations, ms per step (trace in {folder}):", file=sys.stderr)
+  for op, micros in total.most_common(top):
+    print(f"  {micros / steps / 1000:7.3f}  {op}", file=sys.stderr)
 
 
 def torch_worker(name: str, steps: int, repeats: int) -> dict:
@@ -154,8 +179,10 @@ def torch_worker(name: str, steps: int, repeats: int) -> dict:
 
 def run_worker(framework: str, name: str, args) -> dict:
   cmd = [sys.executable, __file__, "--worker", f"{framework}:{name}", "--steps", str(args.steps),
-         "--repeats", str(args.repeats)]
+         "--repeats", str(args.repeats), "--profile", args.profile]
   out = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent)
+  if args.profile and framework == "cnnjax":
+    print("\n".join(l for l in out.stderr.splitlines() if l.startswith(("XLA", "  "))), file=sys.stderr)
   lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
   if out.returncode or not lines:
     sys.exit(f"{framework}:{name} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
@@ -177,18 +204,25 @@ def main():
   parser.add_argument("--repeats", type=int, default=5, help="timings; the median is reported")
   parser.add_argument("--rounds", type=int, default=3,
                       help="processes per framework, run alternately; medians are reported")
+  parser.add_argument("--profile", metavar="DIR", default="",
+                      help="also trace cnnjax's steps into DIR/<network> and print the "
+                           "slowest XLA operations (one round)")
   parser.add_argument("--worker", help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
     framework, name = args.worker.split(":")
-    result = (jax_worker if framework == "cnnjax" else torch_worker)(name, args.steps, args.repeats)
+    if framework == "cnnjax":
+      result = jax_worker(name, args.steps, args.repeats, args.profile)
+    else:
+      result = torch_worker(name, args.steps, args.repeats)
     print(json.dumps({**result, "peak_rss_mib": _peak_rss_mib()}), flush=True)
     return
 
   if importlib.util.find_spec("torch") is None:
     sys.exit("PyTorch is not installed: pip install -e \".[bench]\"")
+  rounds = 1 if args.profile else args.rounds
   print(f"{cpu_model()}, {os.cpu_count()} CPU cores; --steps {args.steps}, median of "
-        f"{args.repeats} timings in each of {args.rounds} rounds\n")
+        f"{args.repeats} timings in each of {rounds} rounds\n")
   header = ("| network | framework | devices | batch | images/s | first step s | eval 10k s "
             "| peak RSS MiB | cnnjax / PyTorch |")
   print(header)
@@ -196,7 +230,7 @@ def main():
   goals = []
   for name in args.models.split(","):
     rounds = [{fw: run_worker(fw, name, args) for fw in ("cnnjax", "torch")}
-              for _ in range(args.rounds)]
+              for _ in range(rounds)]
     results = {fw: _median_round([r[fw] for r in rounds]) for fw in ("cnnjax", "torch")}
     # Each round's two processes ran back to back: the median of their ratios is what
     # is least moved by the machine's speed drifting between rounds.
