@@ -65,6 +65,14 @@ def test_a_live_run_shows_as_running(runs):
     lock.release()
 
 
+def test_a_failed_record_write_leaves_the_old_record_and_no_temporary_file(tmp_path):
+  records.write_json(tmp_path / "summary.json", {"status": "running"})
+  with pytest.raises(TypeError):  # json.dump fails after writing part of the file.
+    records.write_json(tmp_path / "summary.json", {"status": "finished", (1, 2): "bad key"})
+  assert records.read_json(tmp_path / "summary.json") == {"status": "running"}
+  assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
 def test_sort_filter_columns(runs):
   result = table.show([runs])
   by_lr = result.sort("optimizer.learning_rate", descending=True)

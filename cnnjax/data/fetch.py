@@ -4,11 +4,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import tempfile
 import urllib.request
 from pathlib import Path
 
 from cnnjax.errors import DataError
+from cnnjax.runs.files import atomic_write
 
 # sha256 of the uncompressed files, so any faithful gzip of them verifies.
 CHECKSUMS = {
@@ -46,9 +46,8 @@ def _download_one(urls, name: str, sha256: str, dest: Path, timeout: float) -> N
     if digest != sha256:
       errors.append(f"{url}: sha256 {digest} is not the expected {sha256}")
       continue
-    with tempfile.NamedTemporaryFile(dir=dest.parent, delete=False) as tmp:
-      tmp.write(packed)
-    os.replace(tmp.name, dest)  # Atomic: a killed download leaves no half file.
+    with atomic_write(dest, "wb") as f:  # A killed download leaves no half file.
+      f.write(packed)
     return
   raise DataError("could not download " + name + ": " + "; ".join(errors))
 

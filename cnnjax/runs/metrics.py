@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from cnnjax.runs.files import atomic_write
+
 
 # Fields that measure time: they differ between two runs that computed the same thing.
 TIMING = frozenset({"images_per_second", "train_seconds", "wall_seconds"})
@@ -50,9 +52,8 @@ class MetricsWriter:
     self.records, self._tb, self._events = kept, None, None
     if not enabled:
       return
-    tmp = self.path.with_name(".metrics.jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    os.replace(tmp, self.path)
+    with atomic_write(self.path) as f:
+      f.write("".join(json.dumps(r) + "\n" for r in kept))
     self._events = ThreadPoolExecutor(1, thread_name_prefix="tensorboard")
     # purge_step makes TensorBoard drop events a killed session wrote past the resume point.
     self._tb = self._events.submit(_summary_writer, workdir / "tensorboard",

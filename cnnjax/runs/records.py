@@ -1,7 +1,6 @@
 """A run directory's records: config.json, run.json, summary.json, and its lock.
 
-Files are replaced atomically (write a temporary file, then rename), so a reader never
-sees half of one.
+Files are replaced atomically (`files.atomic_write`), so a reader never sees half of one.
 """
 from __future__ import annotations
 
@@ -14,12 +13,12 @@ import platform
 import socket
 import subprocess
 import sys
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from cnnjax.errors import WorkdirError
+from cnnjax.runs.files import atomic_write
 
 # Fields that may change when a run resumes: they do not change what it computes.
 RESUMABLE_CHANGES = ("log_every_seconds", "checkpoint.keep", "data.dir", "data.download",
@@ -34,14 +33,9 @@ def now() -> str:
 
 def write_json(path: Path, value: Any) -> None:
   """Atomically replaces `path` with `value` as indented JSON."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
-                                   delete=False) as f:
+  with atomic_write(path, fsync=True) as f:
     json.dump(value, f, indent=2, sort_keys=True, default=str)
     f.write("\n")
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(f.name, path)
 
 
 def read_json(path: Path) -> Any | None:
@@ -85,10 +79,8 @@ def save_code_diff(workdir: Path, git: dict[str, Any], diff: str) -> None:
     path = workdir / "code" / f"{git['diff_sha256'][:16]}.diff"
     git["diff_file"] = str(path.relative_to(workdir))
     if not path.exists():
-      path.parent.mkdir(parents=True, exist_ok=True)
-      tmp = path.with_name(f".{path.name}.tmp")
-      tmp.write_text(diff)
-      os.replace(tmp, path)
+      with atomic_write(path) as f:
+        f.write(diff)
 
 
 def versions() -> dict[str, str | None]:
