@@ -127,7 +127,7 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, Any]:
 
 
 def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[str, Any]:
-  writer = distributed.is_writer()
+  is_writer = distributed.is_writer()
   if jax.process_count() > 1 and config.num_devices:
     raise ConfigError("num_devices", "must be 0 (all local devices) with several processes")
   devices = parallel.select_devices(config.num_devices, cpu_origin)
@@ -143,7 +143,7 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
                                           config.pad_batch)
   model = models.build(config.model, dataset.num_classes, dataset.input_shape, parallel.AXIS)
   table = models.summary(model, dataset.input_shape)
-  if writer:
+  if is_writer:
     session, diff = records.session_record(config.seed, devices)
     session.update(data=dataset.location, processes=jax.process_count(),
                    global_devices=len(devices) * jax.process_count())
@@ -152,7 +152,7 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
     records.write_run_records(workdir, config_lib.to_dict(config), session, diff)
     print(table, flush=True)
     (workdir / "model_summary.txt").write_text(table)
-  write_summary = records.write_json if writer else (lambda *_: None)
+  write_summary = records.write_json if is_writer else (lambda *_: None)
 
   spe = pipeline.steps_per_epoch(len(dataset.train_labels), batch_size)
   total_steps = spe * config.num_epochs
@@ -165,9 +165,9 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
   if restored is not None:
     state, epoch_metrics = restored["state"], restored["epoch_metrics"]
   step = int(state.step)
-  log = MetricsWriter(workdir, step, enabled=writer)
-  last = log.records[-1] if log.records else {}
-  best = max((selection_score(r, rule) for r in log.records), default=-math.inf)
+  metrics_log = MetricsWriter(workdir, step, enabled=is_writer)
+  last = metrics_log.records[-1] if metrics_log.records else {}
+  best = max((selection_score(r, rule) for r in metrics_log.records), default=-math.inf)
   train_seconds = last.get("train_seconds", 0.0)
   wall_before = last.get("wall_seconds", 0.0)
   if step:
@@ -180,7 +180,7 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
              "train_examples": len(dataset.train_labels),
              "validation_examples": 0 if dataset.val_labels is None else len(dataset.val_labels),
              "test_examples": len(dataset.test_labels)}
-  summarize = lambda: {**summary, **_summary_metrics(log.records, batch_size, rule)}
+  summarize = lambda: {**summary, **_summary_metrics(metrics_log.records, batch_size, rule)}
   write_summary(workdir / "summary.json", summarize())
 
   status, error = "failed", None
@@ -233,7 +233,7 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
             "train_seconds": train_seconds,
             "wall_seconds": wall_before + time.time() - wall_start,
         })
-        log.write(record)
+        metrics_log.write(record)
         write_summary(workdir / "summary.json", summarize())
         print(f"epoch {epoch + 1}/{config.num_epochs}  " + _epoch_line(record), flush=True)
         rmetrics = dmap.replicate(steps.TrainMetrics.empty())
@@ -243,7 +243,7 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
           ckpts.save(step, dmap.unreplicate({"state": rstate, "epoch_metrics": rmetrics}),
                      selected=is_selected)
           pause_point("checkpoint")
-      summary.update(_summary_metrics(log.records, batch_size, rule),
+      summary.update(_summary_metrics(metrics_log.records, batch_size, rule),
                      **_test_results(dmap, rstate, ckpts, dataset, config.data.eval_batch_size))
       print(f"test accuracy {summary['test_accuracy']:.4f} (model of epoch "
             f"{summary['selected_epoch']}, chosen by {rule}); last parameters "
@@ -257,8 +257,8 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
     raise
   finally:
     ckpts.close()
-    log.close()
-    summary.update(_summary_metrics(log.records, batch_size, rule), status=status,
+    metrics_log.close()
+    summary.update(_summary_metrics(metrics_log.records, batch_size, rule), status=status,
                    ended=records.now(), wall_seconds=wall_before + time.time() - wall_start)
     if error:
       summary["error"] = error
