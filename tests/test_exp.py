@@ -11,6 +11,7 @@ from cnnjax import config as config_lib
 from cnnjax.exp import hyper, plot, reproduce, sweep, table
 from cnnjax.exp.launchers.local import LocalLauncher
 from cnnjax.runs import records
+from cnnjax.runs.reader import read_run
 from conftest import ROOT
 
 
@@ -71,6 +72,12 @@ def test_a_failed_record_write_leaves_the_old_record_and_no_temporary_file(tmp_p
     records.write_json(tmp_path / "summary.json", {"status": "finished", (1, 2): "bad key"})
   assert records.read_json(tmp_path / "summary.json") == {"status": "running"}
   assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_a_metrics_line_still_being_written_is_skipped(runs):
+  with open(runs / "a" / "metrics.jsonl", "a") as f:
+    f.write('{"step": 30, "epo')
+  assert [m["step"] for m in read_run(runs / "a").metrics()] == [10, 20]
 
 
 def test_sort_filter_columns(runs):

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from cnnjax.runs.files import atomic_write
+from cnnjax.runs.files import atomic_write, read_json_lines
 
 
 # Fields that measure time: they differ between two runs that computed the same thing.
@@ -21,19 +21,8 @@ def without_timing(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
   return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-  """The complete lines of a metrics.jsonl; a torn last line (killed writer) is skipped."""
-  records = []
-  try:
-    lines = path.read_text().splitlines()
-  except FileNotFoundError:
-    return records
-  for line in lines:
-    try:
-      records.append(json.loads(line))
-    except json.JSONDecodeError:
-      continue
-  return records
+# The one JSON-lines reader: it skips a torn last line (a writer killed mid-line).
+read_metrics = read_json_lines
 
 
 class MetricsWriter:

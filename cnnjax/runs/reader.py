@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
-import json
 import os
 from pathlib import Path
 from typing import Any
 
+from cnnjax.runs.files import read_json
 from cnnjax.runs.metrics import read_metrics
 
 _NOT_RUNS = {"checkpoints", "selected", "tensorboard", "code", "eval", "viz"}
@@ -32,7 +32,7 @@ class RunRecord:
 
 def _load(path: Path) -> dict[str, Any]:
   try:
-    value = json.loads(path.read_text())
+    value = read_json(path)
   except (OSError, ValueError):
     return {}
   return value if isinstance(value, dict) else {}

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnjax.errors import WorkdirError
-from cnnjax.runs.files import atomic_write
+from cnnjax.runs.files import atomic_write, read_json
 
 # Fields that may change when a run resumes: they do not change what it computes.
 RESUMABLE_CHANGES = ("log_every_seconds", "checkpoint.keep", "data.dir", "data.download",
@@ -36,14 +36,6 @@ def write_json(path: Path, value: Any) -> None:
   with atomic_write(path, fsync=True) as f:
     json.dump(value, f, indent=2, sort_keys=True, default=str)
     f.write("\n")
-
-
-def read_json(path: Path) -> Any | None:
-  """The JSON in `path`, or None when it is absent."""
-  try:
-    return json.loads(path.read_text())
-  except FileNotFoundError:
-    return None
 
 
 def _git(folder: Path, *args: str, ok=(0,)) -> str:
