@@ -64,6 +64,8 @@ def test_a_live_run_shows_as_running(runs):
     assert {r["run"]: r["status"] for r in table.show([runs]).rows}["killed"] == "running"
   finally:
     lock.release()
+  # The lock file stays behind when its holder ends; no process holds it.
+  assert {r["run"]: r["status"] for r in table.show([runs]).rows}["killed"] == "interrupted"
 
 
 def test_a_failed_record_write_leaves_the_old_record_and_no_temporary_file(tmp_path):

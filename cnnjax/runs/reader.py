@@ -6,13 +6,13 @@ A file that is missing or does not parse counts as absent; a run whose summary s
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import os
 from pathlib import Path
 from typing import Any
 
 from cnnjax.runs.files import read_json
 from cnnjax.runs.metrics import read_metrics
+from cnnjax.runs.records import Lock
 
 _NOT_RUNS = {"checkpoints", "selected", "tensorboard", "code", "eval", "viz"}
 
@@ -38,25 +38,11 @@ def _load(path: Path) -> dict[str, Any]:
   return value if isinstance(value, dict) else {}
 
 
-def is_held(workdir: Path) -> bool:
-  """Whether a live process holds the run's lock (the OS drops it when one dies)."""
-  lock = workdir / ".lock"
-  if not lock.exists():
-    return False
-  with open(lock) as f:
-    try:
-      fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-      return True
-    fcntl.flock(f, fcntl.LOCK_UN)
-  return False
-
-
 def read_run(path: Path) -> RunRecord:
   path = Path(path)
   summary = _load(path / "summary.json")
   status, error = summary.get("status", "running"), summary.get("error")
-  if status == "running" and not is_held(path):
+  if status == "running" and not Lock(path).is_held():
     status = "interrupted"
     error = error or "the training process ended without a final status (killed?)"
   return RunRecord(path, _load(path / "config.json"), _load(path / "run.json"), summary,

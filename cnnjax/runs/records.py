@@ -110,7 +110,8 @@ def cpu_model() -> str:
 
 
 class Lock:
-  """An exclusive lock on a run directory, released by the OS when the holder dies."""
+  """An exclusive lock on a run directory, released by the OS when the holder dies; the
+  one user of flock, for training (`acquire`) and for readers of runs (`is_held`)."""
 
   def __init__(self, workdir: Path):
     self.path = workdir / ".lock"
@@ -138,6 +139,21 @@ class Lock:
       fcntl.flock(self._file, fcntl.LOCK_UN)
       self._file.close()
       self._file = None
+
+  def is_held(self) -> bool:
+    """Whether a live process holds the lock: a run whose summary says "running" while
+    none does was killed. Creates nothing, so readers can ask of any directory."""
+    try:
+      f = open(self.path)
+    except FileNotFoundError:
+      return False
+    with f:
+      try:
+        fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+      except BlockingIOError:
+        return True
+      fcntl.flock(f, fcntl.LOCK_UN)
+    return False
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
