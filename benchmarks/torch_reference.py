@@ -71,13 +71,15 @@ class ExampleNet(nn.Module):
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
   """Each image moved by its own whole-pixel offset in [-max_shift, max_shift]^2, zeros
   shifted in (as cnnjax.data.transforms.random_shift)."""
-  n, _, h, w = x.shape
+  n, c, h, w = x.shape
   padded = F.pad(x, (max_shift,) * 4)
-  dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
-  dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
-  rows = (dy[:, None] + torch.arange(h))[:, None, :, None]
-  cols = (dx[:, None] + torch.arange(w))[:, None, None, :]
-  return padded[torch.arange(n)[:, None, None, None], torch.arange(x.shape[1])[None, :, None, None], rows, cols]
+  on = lambda t: t.to(x.device)  # The generator may live on the CPU, x on a GPU.
+  dy = on(torch.randint(0, 2 * max_shift + 1, (n,), generator=generator))
+  dx = on(torch.randint(0, 2 * max_shift + 1, (n,), generator=generator))
+  rows = (dy[:, None] + on(torch.arange(h)))[:, None, :, None]
+  cols = (dx[:, None] + on(torch.arange(w)))[:, None, None, :]
+  return padded[on(torch.arange(n))[:, None, None, None], on(torch.arange(c))[None, :, None, None],
+                rows, cols]
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -116,11 +118,12 @@ def train_step(model, opt, loss_fn, max_shift, x_uint8: torch.Tensor, y: torch.T
 
 
 @torch.no_grad()
-def accuracy(model, images: np.ndarray, labels: np.ndarray, batch: int = 1000) -> float:
+def accuracy(model, images: np.ndarray, labels: np.ndarray, batch: int = 1000,
+             device: str = "cpu") -> float:
   model.eval()
   correct = 0
   for start in range(0, len(labels), batch):
-    logits = model(to_tensor(images[start:start + batch]))
-    correct += int((logits.argmax(1).numpy() == labels[start:start + batch]).sum())
+    logits = model(to_tensor(images[start:start + batch]).to(device))
+    correct += int((logits.argmax(1).cpu().numpy() == labels[start:start + batch]).sum())
   model.train()
   return correct / len(labels)
