@@ -140,6 +140,10 @@ def test_npz_volumes_in_medmnist_layout(tmp_path):
   np.savez(tmp_path / "broken.npz", train_images=arrays["train_images"])
   with pytest.raises(DataError, match=r"broken\.npz: no 'train_labels' array"):
     volumes.load_npz(tmp_path / "broken.npz")
+  arrays["test_labels"][0] = -1
+  np.savez(tmp_path / "organ.npz", **arrays)
+  with pytest.raises(DataError, match=r"organ\.npz: label -1 is outside the \d+ classes"):
+    data.load(config.data, config.seed)
 
 
 def test_synthetic_volumes_are_seeded_and_balanced():

@@ -100,9 +100,8 @@ def load(data_config, seed: int = 0) -> Dataset:
     location = str(folder.resolve())
   found = int(max(arrays[1].max(), arrays[3].max())) + 1
   num_classes = d.num_classes or (len(class_names) if class_names else found)
-  if found > num_classes:
-    raise DataError(f"{location}: label {found - 1} is outside the {num_classes} classes of "
-                    f"config.data.num_classes")
+  for labels in (arrays[1], arrays[3]):
+    pipeline.check_labels(labels, num_classes, location)
   dataset = Dataset(*arrays, num_classes=num_classes, location=location,
                     class_names=tuple(class_names or ()))
   held_out = data_config.validation_examples

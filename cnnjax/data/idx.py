@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnjax.data.pipeline import check_labels
 from cnnjax.errors import DataError
 
 # Canonical names, and the dotted variant some mirrors use.
@@ -88,9 +89,8 @@ def load_folder(folder: Path, num_classes: int):
     if len(images) != len(labels):
       raise DataError(f"{files[f'{split}_images']} holds {len(images)} images but "
                       f"{files[f'{split}_labels']} holds {len(labels)} labels")
-    if num_classes and len(labels) and labels.max() >= num_classes:
-      raise DataError(f"{files[f'{split}_labels']}: label {labels.max()} is outside the "
-                      f"{num_classes} classes of config.data.num_classes")
+    if num_classes:
+      check_labels(labels, num_classes, files[f"{split}_labels"])
     arrays += [images[..., None], labels.astype(np.int32)]
   if arrays[0].shape[1:] != arrays[2].shape[1:]:
     raise DataError(f"{files['test_images']}: images are {arrays[2].shape[1]}x{arrays[2].shape[2]} "

@@ -16,6 +16,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from cnnjax.errors import DataError
+
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
@@ -43,6 +45,18 @@ class Dataset:
       return self
     return dataclasses.replace(self, train_images=rows(self.train_images, slice(0, n)),
                                train_labels=self.train_labels[:n])
+
+
+def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
+  """Raises a DataError naming `where` (a file, or a data set and split) unless every label
+  is a class number in [0, num_classes): any other label would train as an all-zero
+  one-hot target and fall outside the confusion matrix instead of failing."""
+  if len(labels) == 0:
+    return
+  low, high = int(labels.min()), int(labels.max())
+  if low < 0 or high >= num_classes:
+    raise DataError(f"{where}: label {low if low < 0 else high} is outside the {num_classes} "
+                    f"classes of config.data.num_classes")
 
 
 def rows(examples, index):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnjax.data.pipeline import check_labels
 from cnnjax.data.streaming import StreamingArray
 from cnnjax.errors import DataError
 
@@ -66,7 +67,6 @@ def load(name: str, data_dir: str | None, num_classes: int, read_threads: int = 
   arrays = (_read_split(name, "train", data_dir, read_threads, workers)
             + _read_split(name, "test", data_dir, read_threads, workers))
   for labels, split in ((arrays[1], "train"), (arrays[3], "test")):
-    if labels.min() < 0 or (num_classes and labels.max() >= num_classes):
-      raise DataError(f"TFDS data set {name!r} split {split!r}: labels span "
-                      f"{labels.min()}..{labels.max()}, outside config.data.num_classes={num_classes}")
+    if num_classes:  # Else data.load checks them against the classes it counts.
+      check_labels(labels, num_classes, f"TFDS data set {name!r} split {split!r}")
   return arrays
