@@ -104,6 +104,12 @@ def test_output_formats(runs):
   assert json.loads(result.to_json())[1] == {"run": "b", "status": "finished", "test_accuracy": 0.96}
 
 
+def test_format_table_aligns_columns_under_a_rule():
+  text = table.format_table(["metric", "A"], [["loss", "0.5"], ["accuracy", "12,000"]], right=(1,))
+  assert text.splitlines() == ["metric         A", "--------  ------", "loss         0.5",
+                               "accuracy  12,000"]
+
+
 def test_diff_names_fields_and_deltas(runs):
   result = table.diff(runs / "a", runs / "b")
   assert result["params"] == {"model.conv_features": ([8, 16], [9, 16]),

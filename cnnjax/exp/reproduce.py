@@ -7,6 +7,7 @@ from typing import Any
 
 import cnnjax
 from cnnjax import config as config_lib
+from cnnjax.exp.table import format_table
 from cnnjax.runs import records
 from cnnjax.runs.metrics import TIMING
 from cnnjax.runs.reader import read_run
@@ -65,12 +66,12 @@ def reproduce(run: str | Path, workdir: str | Path | None = None,
 
 
 def format_report(report: dict[str, Any]) -> str:
-  lines = [f"{'metric':<18} {'original':>12} {'reproduced':>12} {'max |diff|':>11}  match"]
-  for r in report["rows"]:
-    fmt = lambda v: f"{v:.6g}" if isinstance(v, float) else str(v)
-    diff = "" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.3g}"
-    lines.append(f"{r['metric']:<18} {fmt(r['original']):>12} {fmt(r['reproduced']):>12} "
-                 f"{diff:>11}  {'exact' if r['exact'] else 'DIFFERS'}")
+  fmt = lambda v: f"{v:.6g}" if isinstance(v, float) else str(v)
+  rows = [[r["metric"], fmt(r["original"]), fmt(r["reproduced"]),
+           "" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.3g}",
+           "exact" if r["exact"] else "DIFFERS"] for r in report["rows"]]
+  lines = [format_table(["metric", "original", "reproduced", "max |diff|", "match"], rows,
+                        right=(1, 2, 3))]
   verdict = "exact match" if report["exact"] else "does NOT match exactly"
   lines.append(f"\n{report['reproduction']} {verdict} of {report['original']}")
   return "\n".join(lines)

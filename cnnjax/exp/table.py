@@ -14,6 +14,7 @@ import json
 import operator
 import re
 import statistics
+import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -82,11 +83,7 @@ class Table:
     return header, [[get(r) for get in getters] for r in self.rows]
 
   def to_text(self) -> str:
-    header, body = self._shown()
-    cells = [header] + body
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = [format_table(*self._shown())]
     lines += [f"{r['run']}: {r['error']}" for r in self.rows if r.get("error")]
     return "\n".join(lines)
 
@@ -106,6 +103,19 @@ class Table:
   def to_json(self) -> str:
     return json.dumps([{c: r.get(c) for c in self.columns} for r in self.rows], indent=2,
                       default=str)
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]],
+                 right: Sequence[int] = ()) -> str:
+  """Columns of text two spaces apart, the header over a rule of dashes: the one text-table
+  layout of the commands (exp show, exp diff, exp reproduce, eval). The columns whose
+  positions are in `right` (numbers) align right; lines end without spaces."""
+  cells = [list(header)] + [list(row) for row in rows]
+  widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+  lines = ["  ".join(v.rjust(w) if i in right else v.ljust(w)
+                     for i, (v, w) in enumerate(zip(row, widths))).rstrip() for row in cells]
+  lines.insert(1, "  ".join("-" * w for w in widths))
+  return "\n".join(lines)
 
 
 def parse_filter(expression: str) -> tuple[str, str, Any]:
@@ -281,8 +291,9 @@ def format_diff(result: dict[str, Any]) -> str:
   lines += [f"  {k}: {_fmt(va)} -> {_fmt(vb)}" for k, (va, vb) in result["params"].items()]
   if not result["params"]:
     lines.append("  (none)")
-  lines += ["", f"  {'metric':<20} {'A':>12} {'B':>12} {'B - A':>12}"]
+  rows = []
   for m, (va, vb, delta) in result["metrics"].items():
     d = "" if delta is None else f"{delta:+.4f}" if abs(delta) < 10 else f"{delta:+,.0f}"
-    lines.append(f"  {m:<20} {_fmt(va):>12} {_fmt(vb):>12} {d:>12}")
+    rows.append([m, _fmt(va), _fmt(vb), d])
+  lines += ["", textwrap.indent(format_table(["metric", "A", "B", "B - A"], rows, (1, 2, 3)), "  ")]
   return "\n".join(lines)

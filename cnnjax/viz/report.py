@@ -9,6 +9,7 @@ import numpy as np
 
 from cnnjax import config as config_lib
 from cnnjax import data
+from cnnjax.exp.table import format_table
 from cnnjax.runs import records
 from cnnjax.runs.loaded import LoadedRun, load_run
 from cnnjax.runs.reader import read_run
@@ -99,9 +100,12 @@ def evaluate_on(path: str | Path, overrides: dict[str, Any] | None = None,
 def format_eval(result: dict[str, Any]) -> str:
   lines = [f"{result['checkpoint']} checkpoint (step {result['step']}) on {result['data']}",
            f"examples {result['examples']}  loss {result['loss']:.4f}  "
-           f"accuracy {result['accuracy']:.4f}", "per-class accuracy:"]
-  lines += [f"  {c}: {a:.4f}" for c, a in enumerate(result["per_class_accuracy"])]
-  lines.append("confusion (rows: true, columns: predicted):")
-  lines += ["  " + " ".join(f"{v:5d}" for v in row) for row in result["confusion"]]
+           f"accuracy {result['accuracy']:.4f}",
+           "per class (rows: true class; numbered columns: predicted class):"]
+  classes = len(result["confusion"])
+  rows = [[str(c), f"{a:.4f}", *map(str, counts)] for c, (a, counts)
+          in enumerate(zip(result["per_class_accuracy"], result["confusion"]))]
+  lines.append(format_table(["class", "accuracy", *map(str, range(classes))], rows,
+                            right=range(classes + 2)))
   lines.append(f"saved {result['saved']}")
   return "\n".join(lines)
