@@ -98,7 +98,7 @@ def test_eval_counts_every_example_once_on_eight_devices(tiny_config):
 def test_batch_that_does_not_split_over_devices_names_the_field():
   from cnnjax.errors import ConfigError
   with pytest.raises(ConfigError, match=r"config\.batch_size: 20 does not split evenly over 8"):
-    parallel.check_divisible(20, 8)
+    parallel.padded_batch_size(20, 8)
   with pytest.raises(ConfigError, match=r"config\.num_devices: asks for 9 devices but this "
                                         r"process has 8"):
     parallel.select_devices(9)
@@ -136,7 +136,7 @@ def test_padded_batches_on_eight_devices_equal_one_device_without_padding(tiny_c
   for nothing (loss, gradients, BatchNorm statistics, metrics)."""
   from cnnjax.data import pipeline
   tiny_config.pad_batch = True
-  assert parallel.check_divisible(20, NUM_DEVICES, pad=True) == 24
+  assert parallel.padded_batch_size(20, NUM_DEVICES, pad=True) == 24
   results = []
   for n in (1, NUM_DEVICES):
     dmap, rstate, rmetrics = _setup(tiny_config, n)

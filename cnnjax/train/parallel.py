@@ -36,14 +36,18 @@ def select_devices(num_devices: int, cpu_origin: str = "") -> list:
   return devices[:num_devices or len(devices)]
 
 
-def check_divisible(batch_size: int, num_devices: int, pad: bool = False) -> int:
+def padded_batch_size(batch_size: int, num_devices: int, pad: bool = False) -> int:
   """The global batch size the devices get: `batch_size`, or with `pad` the next multiple
-  of the device count (the padding is masked out)."""
+  of the device count (the padding is masked out); without `pad`, a batch that does not
+  split evenly is a ConfigError."""
   if batch_size % num_devices and not pad:
     raise ConfigError("batch_size", f"{batch_size} does not split evenly over {num_devices} "
                       f"devices; use a multiple of {num_devices}, set config.num_devices, or "
                       f"set config.pad_batch=True")
   return -(-batch_size // num_devices) * num_devices
+
+
+check_divisible = padded_batch_size  # Its old name, until train/loop.py calls the new one.
 
 
 def _train_and_accumulate(state, metrics, batch, **kwargs):

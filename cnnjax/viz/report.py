@@ -18,9 +18,9 @@ from cnnjax.viz import plots
 from cnnjax.viz.evaluate import evaluate_run
 
 
-def _test_set(run: LoadedRun, overrides: dict[str, Any] | None = None):
-  """The run's data set, or another one named by {'data.dir': ...}-style overrides; only
-  its test split is used, so nothing is held out of or cut from its training split."""
+def _whole_dataset(run: LoadedRun, overrides: dict[str, Any] | None = None):
+  """The run's data set, or another one named by {'data.dir': ...}-style overrides, whole:
+  nothing held out of or cut from its training split (callers use its test split)."""
   config = config_lib.with_overrides(
       run.config, {**(overrides or {}), "data.validation_examples": 0, "data.train_examples": 0})
   return data.load(config.data, config.seed)
@@ -32,19 +32,19 @@ def visualize(path: str | Path, output: str | Path | None = None, index: int = 0
   """Writes filters, feature maps, confusion matrix, mistakes and curves as PNGs."""
   run = load_run(path, checkpoint)
   out = Path(output or Path(path) / "viz")
-  dataset = _test_set(run)
+  dataset = _whole_dataset(run)
   written = []
-  images = len(run.input_shape) == 3 and run.input_shape[-1] == 1  # Grayscale 2-D.
-  made = plots.filters(run.variables["params"], out / "filters.png") if images else None
+  grayscale_2d = len(run.input_shape) == 3 and run.input_shape[-1] == 1  # (H, W, 1) inputs.
+  made = plots.filters(run.variables["params"], out / "filters.png") if grayscale_2d else None
   if made:
     written.append(made)
-  elif images:
+  elif grayscale_2d:
     log(f"{run.config.model.name}: no conv filters to draw (a {run.config.model.name} has no "
         f"convolutions); drawing the rest")
   else:
     log(f"input {run.input_shape}: filters, feature maps and mistakes are drawn for "
         f"grayscale 2-D images only; drawing the rest")
-  if images:
+  if grayscale_2d:
     if image is not None:
       example = image_io.prepare(image_io.read_image(image), run.input_shape, invert, str(image))
     else:
@@ -57,7 +57,7 @@ def visualize(path: str | Path, output: str | Path | None = None, index: int = 0
   result = evaluate_run(run, dataset.test_images, dataset.test_labels)
   written.append(plots.confusion(np.asarray(result["confusion"]), result["per_class_accuracy"],
                                  out / "confusion.png"))
-  if images:
+  if grayscale_2d:
     written.append(plots.mistakes(dataset.test_images, dataset.test_labels,
                                   result["probabilities"], out / "mistakes.png"))
   history = read_run(Path(path)).metrics()
@@ -86,7 +86,7 @@ def evaluate_on(path: str | Path, overrides: dict[str, Any] | None = None,
   """Evaluates the run's checkpoint on the (possibly overridden) data set; saves the result
   as RUN/eval/<checkpoint>-step<N>-<data location>.json."""
   run = load_run(path, checkpoint)
-  dataset = _test_set(run, overrides)
+  dataset = _whole_dataset(run, overrides)
   result = evaluate_run(run, dataset.test_images, dataset.test_labels)
   result = {k: v for k, v in result.items() if k not in ("predictions", "probabilities")}
   result.update(checkpoint=checkpoint, step=run.step, data=dataset.location)
