@@ -10,11 +10,10 @@ worker).
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import traceback
-
-import ml_collections
 
 from cnnjax import config as config_lib
 
@@ -23,71 +22,43 @@ USAGE = """usage: cnnjax COMMAND [flags]
 commands:
   train   --config FILE.py[:arg] --workdir DIR [--config.field=value ...] [--debug]
           Trains the config's model in DIR; the same command on an existing DIR resumes.
-  exp     show [ROOT ...] | diff RUN_A RUN_B | plot RUN ... | reproduce RUN
+  exp     show [ROOT ...] | diff RUN_A RUN_B | plot RUN ... | reproduce RUN [--config.field=value ...]
           Compares, plots and reproduces run directories (`cnnjax exp -h`).
   sweep   EXPERIMENT.py [--root DIR] [--launcher local|ray|slurm] [--workers N]
-          [--resources cpu=N,gpu=M] [--max-parallel N] [--seeds N] [--set F=V]
-          [--retry-failed] [--dry-run]
+          [--resources cpu=N,gpu=M] [--max-parallel N] [--seeds N]
+          [--retry-failed] [--dry-run] [--config.field=value ...]
           Trains every point of an ablation in its own run directory (`cnnjax sweep -h`).
-  data    convert --config FILE.py --output DIR [--set F=V]
+  data    convert --config FILE.py --output DIR [--config.field=value ...]
           Writes the config's data set as ArrayRecord files that stream from disk.
   viz     RUN [-o DIR] [--index N | --image PATH]    PNGs: filters, feature maps, confusion, ...
   predict RUN IMAGE ... [--top-k 3] [--json]         classifies image files
   eval    RUN [--config.data.dir=DIR]                evaluates a checkpoint on a data set
+
+Every command that takes a config overrides its fields the same way: --config.FIELD=VALUE
+(e.g. --config.optimizer.learning_rate=0.1 --config.model.conv_features='(9, 16)').
 """
 
 
 def _train(args: list[str]) -> int:
   if os.environ.get("CNNJAX_CPUS"):  # Before JAX starts: XLA sizes its pools to these CPUs.
     os.sched_setaffinity(0, {int(c) for c in os.environ["CNNJAX_CPUS"].split(",")})
-  from absl import flags
-  from ml_collections import config_flags
-
-  fv = flags.FlagValues()
-  argv = ["cnnjax train", *args]
-  config_flags.DEFINE_config_file("config", None, "Config file (get_config()), e.g. "
-                                  "configs/mnist.py.", flag_values=fv, lock_config=True,
-                                  sys_argv=argv)
-  flags.DEFINE_string("workdir", None, "Run directory: records, metrics, checkpoints.",
-                      flag_values=fv)
-  flags.DEFINE_bool("debug", False, "Show tracebacks of errors.", flag_values=fv)
+  parser = argparse.ArgumentParser(
+      prog="cnnjax train", description="Trains the config's model in --workdir; any config "
+      "field can be overridden with --config.FIELD=VALUE.")
+  parser.add_argument("--config", required=True, metavar="FILE.py[:arg]",
+                      help="config file (get_config()), e.g. configs/mnist.py")
+  parser.add_argument("--workdir", required=True, help="run directory: records, metrics, "
+                      "checkpoints; an existing one resumes")
+  parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
   debug = "--debug" in args
   try:
-    fv(argv)
-    if fv.config is None:
-      raise flags.Error("--config is required, e.g. --config configs/mnist_talk.py")
-    if not fv.workdir:
-      raise flags.Error("--workdir is required, e.g. --workdir runs/talk")
-    config = fv.config
-    config_lib.validate(config)  # Also surfaces a config file that failed to load.
-  except Exception as e:  # absl reports bad flags and bad config files in several types.
-    message = _unknown_override(args) or _last_line(e)
-    return _fail(f"cnnjax train: error: {message}", debug, code=2)
-  return _run_training(config, fv.workdir, debug)
-
-
-def _unknown_override(args: list[str]) -> str | None:
-  """'config.a.b: unknown field ...' for the first --config.a.b naming no field."""
-  import difflib
-  specs = [a.split("=", 1)[1] for a in args if a.startswith("--config=")]
-  specs += [b for a, b in zip(args, args[1:]) if a == "--config"]
-  try:
-    config = config_lib.load(specs[-1])
-  except Exception:
-    return None
-  for arg in args:
-    if not arg.startswith("--config."):
-      continue
-    field = arg[len("--config."):].split("=", 1)[0]
-    node = config
-    for part in field.split("."):
-      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-        options = list(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
-        close = difflib.get_close_matches(part, options, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"config.{field}: unknown field{hint}"
-      node = node[part]
-  return None
+    flags, extra = parser.parse_known_args(args)
+    config = config_lib.load(flags.config, config_lib.command_line_overrides(extra))
+  except SystemExit as e:  # argparse printed the usage error.
+    return 2 if e.code else 0
+  except Exception as e:  # A bad override, or a config file that fails to load.
+    return _fail(f"cnnjax train: error: {_last_line(e)}", debug, code=2)
+  return _run_training(config, flags.workdir, debug)
 
 
 def _run_training(config, workdir: str, debug: bool) -> int:

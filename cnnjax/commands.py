@@ -3,7 +3,6 @@ and the glue from flags to the modules that do the work."""
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import signal
 import sys
@@ -13,21 +12,11 @@ from cnnjax.errors import CnnjaxError
 from cnnjax.exp import launchers  # Names only: each launcher imports its engine when made.
 
 
-def _value(text: str):
-  try:
-    return ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    return text
-
-
-def _overrides(pairs) -> dict:
-  out = {}
-  for pair in pairs or []:
-    field, sep, value = pair.partition("=")
-    if not sep:
-      raise CnnjaxError(f"--set {pair!r} is not FIELD=VALUE")
-    out[field.removeprefix("config.")] = _value(value)
-  return out
+def _overrides(args, extra: list[str]) -> dict[str, str]:
+  """The command's --config.FIELD=VALUE overrides (and the older --set FIELD=VALUE)."""
+  from cnnjax import config as config_lib
+  pairs = [f"--config.{pair}" for pair in getattr(args, "set", None) or []]
+  return config_lib.command_line_overrides(pairs + extra)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,8 +54,7 @@ def _parser() -> argparse.ArgumentParser:
   repro = sub.add_parser("reproduce", help="train a run again and compare its metrics")
   repro.add_argument("run")
   repro.add_argument("--workdir", help="default: RUN-repro")
-  repro.add_argument("--set", action="append", metavar="FIELD=VALUE",
-                     help="override a field, e.g. data.dir=/data/mnist (changes the run)")
+  repro.add_argument("--set", action="append", help=argparse.SUPPRESS)
 
   viz = commands.add_parser("viz", help="PNGs of a trained run: filters, feature maps, "
                             "confusion matrix, mistakes, learning curves")
@@ -99,8 +87,7 @@ def _parser() -> argparse.ArgumentParser:
       "(train on them with --config.data.source=array_record --config.data.dir=OUTPUT)")
   convert.add_argument("--config", required=True, help="a config file naming the data set")
   convert.add_argument("--output", required=True, help="folder to write")
-  convert.add_argument("--set", action="append", metavar="FIELD=VALUE",
-                       help="override a config field, e.g. data.dir=/data/mnist")
+  convert.add_argument("--set", action="append", help=argparse.SUPPRESS)
   convert.add_argument("--shard-examples", type=int, default=100_000,
                        help="examples per ArrayRecord file")
 
@@ -121,8 +108,7 @@ def _parser() -> argparse.ArgumentParser:
   sweep.add_argument("--dry-run", action="store_true", help="list the points only")
   sweep.add_argument("--seeds", type=int, default=0, metavar="N",
                      help="repeat every point with seeds 0..N-1 (config.seed)")
-  sweep.add_argument("--set", action="append", metavar="FIELD=VALUE",
-                     help="override a field in every point, e.g. num_epochs=1")
+  sweep.add_argument("--set", action="append", help=argparse.SUPPRESS)
   return parser
 
 
@@ -153,12 +139,12 @@ def _launch_options(args, from_file: dict) -> dict:
   return options
 
 
-def _convert(args) -> int:
+def _convert(args, extra) -> int:
   from cnnjax import config as config_lib, data
   from cnnjax.data import arrayrecord
   # Every example: the config that trains on the converted set holds out its own split.
-  config = config_lib.load(args.config, {**_overrides(args.set), "data.validation_examples": 0,
-                                         "data.train_examples": 0})
+  config = config_lib.load(args.config, {**_overrides(args, extra),
+                                         "data.validation_examples": 0, "data.train_examples": 0})
   dataset = data.load(config.data)
   folder = arrayrecord.convert(dataset, Path(args.output), args.shard_examples)
   print(f"wrote {len(dataset.train_labels):,} training and {len(dataset.test_labels):,} test "
@@ -167,7 +153,7 @@ def _convert(args) -> int:
   return 0
 
 
-def _sweep(args) -> int:
+def _sweep(args, extra) -> int:
   if args.launcher == "ray" and not args.dry_run:
     from cnnjax.exp.launchers import ray_tasks
     ray_tasks.connect()  # Before the experiment file imports JAX.
@@ -178,7 +164,7 @@ def _sweep(args) -> int:
     from cnnjax.exp import hyper
     points = hyper.with_seeds(points, args.seeds)
   root = Path(args.root or f"runs/{Path(args.experiment).stem}")
-  overrides = _overrides(args.set)
+  overrides = _overrides(args, extra)
   if args.dry_run:
     for point in points:
       sweep.point_config(experiment.base, point, overrides)  # Bad fields fail here, before training.
@@ -217,13 +203,12 @@ def _run(args, extra) -> int:
     return 0
   if args.command == "eval":
     from cnnjax.viz.report import evaluate_on, format_eval
-    overrides = _overrides([a[len("--config."):] for a in extra])
-    print(format_eval(evaluate_on(args.run, overrides, args.checkpoint)))
+    print(format_eval(evaluate_on(args.run, _overrides(args, extra), args.checkpoint)))
     return 0
   if args.command == "sweep":
-    return _sweep(args)
+    return _sweep(args, extra)
   if args.command == "data":
-    return _convert(args)
+    return _convert(args, extra)
   if args.action == "show":
     return _show(args)
   if args.action == "diff":
@@ -235,7 +220,7 @@ def _run(args, extra) -> int:
     print(plot_runs(args.runs, args.metric, args.output))
     return 0
   from cnnjax.exp import reproduce
-  report = reproduce.reproduce(args.run, args.workdir, _overrides(args.set))
+  report = reproduce.reproduce(args.run, args.workdir, _overrides(args, extra))
   print(reproduce.format_report(report))
   return 0 if report["exact"] else 1
 
@@ -243,7 +228,8 @@ def _run(args, extra) -> int:
 def main(argv) -> int:
   parser = _parser()
   args, extra = parser.parse_known_args(argv)
-  if extra and (args.command != "eval" or not all(a.startswith("--config.") for a in extra)):
+  takes_config = args.command in ("sweep", "data", "eval") or getattr(args, "action", "") == "reproduce"
+  if extra and not takes_config:
     parser.error(f"unrecognized arguments: {' '.join(extra)}")
   try:
     return _run(args, extra)

@@ -6,9 +6,11 @@ before any data is read or anything is compiled, and its errors name the field.
 """
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import ml_collections
@@ -252,23 +254,48 @@ def validate(config: ml_collections.ConfigDict) -> None:
   models.validate_config(config.model)
 
 
+def load_module(path: str | Path, name: str):
+  """Executes the Python file `path` as a module (config and experiment files)."""
+  import importlib.util
+  path = Path(path)
+  spec = importlib.util.spec_from_file_location(name, path)
+  if spec is None or path.suffix != ".py":
+    raise ConfigError("<file>", f"{str(path)!r} is not a Python file")
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except FileNotFoundError as e:
+    raise ConfigError("<file>", f"no file {str(path)!r}") from e
+  return module
+
+
 def load(spec: str, overrides: dict[str, Any] | None = None) -> ml_collections.ConfigDict:
   """Loads `path/to/config.py[:arg]` (calling `get_config(arg)`), then applies
   {'a.b': value} overrides; the config is locked, so a misspelt field is an error."""
-  import importlib.util
   path, _, arg = spec.partition(":")
-  module_spec = importlib.util.spec_from_file_location("_cnnjax_config", path)
-  if module_spec is None or not path.endswith(".py"):
-    raise ConfigError("<file>", f"{spec!r} is not a Python config file")
-  module = importlib.util.module_from_spec(module_spec)
-  try:
-    module_spec.loader.exec_module(module)
-  except FileNotFoundError as e:
-    raise ConfigError("<file>", f"no config file {path!r}") from e
+  module = load_module(path, "_cnnjax_config")
   config = module.get_config(arg) if arg else module.get_config()
   config.lock()
   apply_overrides(config, overrides)
   return config
+
+
+def command_line_overrides(args: list[str]) -> dict[str, str]:
+  """{'a.b': 'text'} from `--config.a.b=text` (or `--config.a.b text`) arguments, the one
+  override syntax of every command; the text is typed by `override`. Raises ValueError
+  naming an argument that is not such an override."""
+  overrides, args = {}, list(args)
+  while args:
+    arg = args.pop(0)
+    name, sep, text = arg.partition("=")
+    if not name.startswith("--config.") or len(name) == len("--config."):
+      raise ValueError(f"unrecognized argument {arg!r} (overrides are --config.FIELD=VALUE)")
+    if not sep:
+      if not args:
+        raise ValueError(f"{arg} needs a value: {arg}=VALUE")
+      text = args.pop(0)
+    overrides[name[len("--config."):]] = text
+  return overrides
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any] | None) -> None:
@@ -287,16 +314,40 @@ def with_overrides(config: ml_collections.ConfigDict,
 
 
 def override(config: ml_collections.ConfigDict, field: str, value: Any) -> None:
-  """Sets dotted `field` (e.g. 'optimizer.learning_rate'), with ConfigDict's type checks."""
+  """Sets dotted `field` (e.g. 'optimizer.learning_rate'), with ConfigDict's type checks.
+  Text for a field that does not hold text is read as a Python literal ('(9, 16)', '0.1',
+  'True'), as on a command line; an unknown field names the closest known one."""
   *parents, leaf = field.split(".")
   node = config
   for i, part in enumerate(parents):
     if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
-      raise ConfigError(".".join(parents[:i + 1]), "unknown field")
+      raise ConfigError(".".join(parents[:i + 1]), _unknown(part, node))
     node = node[part]
   if leaf not in node:
-    raise ConfigError(field, "unknown field")
+    raise ConfigError(field, _unknown(leaf, node))
+  if isinstance(value, str):
+    value = _from_text(value, node.get_type(leaf))
   try:
     node[leaf] = tuple(value) if isinstance(value, list) else value
   except TypeError as e:
-    raise ConfigError(field, f"wrong type: {e}") from e
+    expected = node.get_type(leaf)
+    raise ConfigError(field, f"takes {getattr(expected, '__name__', expected)} values, got "
+                      f"{value!r}") from e
+
+
+def _unknown(name: str, node) -> str:
+  import difflib
+  keys = list(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+  close = difflib.get_close_matches(name, keys, n=1)
+  return "unknown field" + (f" (did you mean {close[0]!r}?)" if close else "")
+
+
+def _from_text(text: str, field_type) -> Any:
+  if field_type is str:
+    return text
+  if field_type is bool and text.lower() in ("true", "false"):
+    return text.lower() == "true"
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text  # A word ("SAME") for a field of several types; else a type error.

@@ -1,6 +1,6 @@
 """The 1-D ResNet of Wang et al. (2017) on small UCR/UEA sets (OSULeaf, 200 series of 427 steps, takes too long on a 2-core CPU), three seeds each.
 
-  cnnjax sweep experiments/ucr_resnet.py --workers 2 --set data.dir=DIR   # DIR holds NAME/NAME_TRAIN.ts, ...
+  cnnjax sweep experiments/ucr_resnet.py --workers 2 --config.data.dir=DIR   # DIR holds NAME/NAME_TRAIN.ts, ...
   cnnjax exp show runs/ucr_resnet --aggregate seed \
       --columns data.name,n,test_accuracy --md
 

@@ -1,7 +1,7 @@
 """The FCN on four small UCR/UEA sets, three seeds each: the README's table (OSULeaf,
 200 series of 427 steps, takes most of an hour on a 2-core CPU; add it on a bigger machine).
 
-  cnnjax sweep experiments/ucr_sweep.py --workers 2 --set data.dir=DIR   # DIR holds NAME/NAME_TRAIN.ts, ...
+  cnnjax sweep experiments/ucr_sweep.py --workers 2 --config.data.dir=DIR   # DIR holds NAME/NAME_TRAIN.ts, ...
   cnnjax exp show runs/ucr_sweep --aggregate seed \
       --columns data.name,n,test_accuracy --md
 

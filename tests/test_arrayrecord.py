@@ -20,7 +20,7 @@ TINY = str(ROOT / "configs" / "tiny.py")
 @pytest.fixture(scope="module")
 def converted(tiny_data_dir, tmp_path_factory):
   folder = tmp_path_factory.mktemp("converted") / "tiny"
-  assert cli.main(["data", "convert", "--config", TINY, "--set", f"data.dir={tiny_data_dir}",
+  assert cli.main(["data", "convert", "--config", TINY, f"--config.data.dir={tiny_data_dir}",
                    "--output", str(folder), "--shard-examples", "100"]) == 0
   return folder
 

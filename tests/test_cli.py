@@ -22,7 +22,9 @@ def test_train_command_with_overrides(tiny_data_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--config.optimizer.learnig_rate=0.1"], "learnig_rate"),
+    (["--config.optimizer.learnig_rate=0.1"],
+     "config.optimizer.learnig_rate: unknown field (did you mean 'learning_rate'?)"),
+    (["--config.batch_size=many"], "config.batch_size: takes int values, got 'many'"),
     (["--config.batch_size=0"], "config.batch_size: must be >= 1, got 0"),
     (["--config.model.conv_features=(4, 8, 16, 32)"], "config.model.conv_features: 4 conv blocks"),
     (["--config.data.dir=/nonexistent"], "mnist IDX files not found: looked in /nonexistent"),
@@ -38,7 +40,9 @@ def test_errors_are_one_line_naming_the_cause(args, message, tiny_data_dir, tmp_
 
 def test_missing_flags_and_unknown_command(capsys):
   assert cli.main(["train", "--workdir", "x"]) == 2
-  assert "--config is required" in capsys.readouterr().err
+  assert "required: --config" in capsys.readouterr().err
+  assert cli.main(["train", "--config", TINY, "--workdir", "x", "--epochs=3"]) == 2
+  assert "unrecognized argument '--epochs=3'" in capsys.readouterr().err
   assert cli.main(["fly"]) == 2
   assert "unknown command 'fly'" in capsys.readouterr().err
 

@@ -37,8 +37,28 @@ def test_misspelt_override_names_the_field(field):
 
 
 def test_wrong_type_override_names_the_field():
-  with pytest.raises(ConfigError, match=r"config\.batch_size: wrong type"):
+  with pytest.raises(ConfigError, match=r"config\.batch_size: takes int values, got 'big'"):
     config_lib.load(str(ROOT / "configs" / "mnist.py"), {"batch_size": "big"})
+
+
+def test_command_line_overrides_are_typed_by_the_field():
+  overrides = config_lib.command_line_overrides([
+      "--config.model.conv_features=(9, 16)", "--config.data.name", "123",
+      "--config.model.padding=VALID", "--config.model.kernel_size=5", "--config.pad_batch=true",
+      "--config.optimizer.learning_rate=0.1"])
+  config = config_lib.load(str(ROOT / "configs" / "mnist_talk.py"), overrides)
+  assert config.model.conv_features == (9, 16)
+  assert config.data.name == "123"  # A text field keeps the text.
+  assert (config.model.padding, config.model.kernel_size) == ("VALID", 5)  # Either type.
+  assert config.pad_batch is True and config.optimizer.learning_rate == 0.1
+  for bad in (["--set", "x=1"], ["--config.batch_size"], ["--config.=1"]):
+    with pytest.raises(ValueError):
+      config_lib.command_line_overrides(bad)
+
+
+def test_misspelt_override_suggests_the_closest_field():
+  with pytest.raises(ConfigError, match=r"learnig_rate: unknown field \(did you mean 'learning_rate'\?\)"):
+    config_lib.load(str(ROOT / "configs" / "mnist.py"), {"optimizer.learnig_rate": "0.1"})
 
 
 @pytest.mark.parametrize("field, value, message", [

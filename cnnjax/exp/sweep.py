@@ -11,7 +11,6 @@ Each point trains as one `cnnjax train` process (its config saved as
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import re
 import time
 from pathlib import Path
@@ -47,11 +46,9 @@ class Experiment:
 def load_experiment(path: str | Path) -> Experiment:
   """The base config, the points and the launch options of an experiment file."""
   path = Path(path)
-  spec = importlib.util.spec_from_file_location(f"_cnnjax_experiment_{path.stem}", path)
-  if spec is None or not path.is_file():
+  if not path.is_file():
     raise FileNotFoundError(f"no experiment file {path}")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = config_lib.load_module(path, f"_cnnjax_experiment_{path.stem}")
   if hasattr(module, "get_config"):
     base = module.get_config()
   else:

@@ -39,10 +39,10 @@ def validate_config(model_config) -> None:
 
 def build(model_config, num_classes: int, input_shape: Sequence[int],
           axis_name: str | None = None) -> nn.Module:
-  """The Flax module for `model_config`, after checking it can take `input_shape`
-  (one example, channels last), so a bad config fails before anything compiles."""
+  """The Flax module for a validated `model_config` (`config.validate`), after checking
+  it can take `input_shape` (one example, channels last), so a bad config fails before
+  anything compiles."""
   module = _module(model_config.name)
-  module.validate_config(model_config)
   module.check_input(model_config, tuple(input_shape))
   return module.build(model_config, num_classes, axis_name)
 
