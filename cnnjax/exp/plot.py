@@ -1,4 +1,4 @@
-"""`cnnjax exp plot`: learning curves of several runs in one figure (PNG or SVG)."""
+"""`cnnjax exp plot`: learning curves of several runs in one figure (PNG, SVG or PDF)."""
 from __future__ import annotations
 
 import textwrap

@@ -1,1 +1,2 @@
-"""Run directories: records, lock, metrics, checkpoints."""
+"""Run directories: records, lock, metrics, checkpoints, and the file reads and atomic writes
+they share (files)."""
