@@ -20,7 +20,7 @@ def get_config():
   config.model.conv_features = (32, 64)
   config.model.dense_features = (128,)
   config.model.batch_norm = True
-  config.model.pool_first = True  # BatchNorm and ReLU on the pooled maps: 1.2x faster.
+  config.model.pool_first = True  # BatchNorm and ReLU on the pooled maps (a quarter of them).
   config.model.dropout_rate = 0.1
   config.optimizer.name = "adamw"
   config.optimizer.learning_rate = 0.003

@@ -19,10 +19,10 @@ def max_pool(x: jax.Array, window) -> jax.Array:
   remainder is dropped), and the same gradient wherever a window has one maximum.
   Pools one axis at a time, as the elementwise maximum of the window's slices (a
   reshape splits the axis into (cells, window)): XLA's CPU backend runs `reduce_window`
-  and its gradient several times slower, and the gradient of a `max` reduction counts
-  tied maxima with a reduction that took a third of the talk CNN's CPU step. Here XLA
-  fuses everything into elementwise loops; tied maxima share the gradient (pairwise
-  halves, as `jnp.maximum` does).
+  and its gradient, and the extra reduction with which a `max` reduction's gradient
+  counts tied maxima, much slower (docs/performance.md). Here XLA fuses everything into
+  elementwise loops; tied maxima share the gradient (pairwise halves, as `jnp.maximum`
+  does).
   """
   spatial = x.shape[1:-1]
   windows = (window,) * len(spatial) if isinstance(window, int) else tuple(window)
@@ -53,8 +53,8 @@ def same_pads(kernel: Sequence[int], padding) -> tuple[tuple[int, int], ...]:
 def _patches(a: jax.Array, kernel: Sequence[int], pads) -> jax.Array:
   """(C, *spatial, B) -> (kernel positions x C, *out, B): the shifted slices of the padded
   input, stacked along the first axis in the order of a reshaped (*kernel, C, F) kernel.
-  Built one axis at a time, the last first (XLA copies a 3x3 kernel's nine slices of
-  one axis, then three of the other, faster than nine of both)."""
+  Built one axis at a time, the last first: XLA copies the three slices of one axis, then
+  three of those, faster than the nine slices of both at once."""
   zero = jnp.zeros((), a.dtype)
   a = jax.lax.pad(a, zero, [(0, 0, 0), *((low, high, 0) for low, high in pads), (0, 0, 0)])
   for axis in range(len(kernel), 0, -1):
