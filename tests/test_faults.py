@@ -175,7 +175,7 @@ def test_bad_data_is_one_line_naming_the_file(name, transform, message, tmp_path
 
 @pytest.mark.parametrize("override, message", [
     ("--config.optimizer.nam=adam", "config.optimizer.nam: unknown field (did you mean 'name'?)"),
-    ("--config.num_epochs=two", "--config.num_epochs=two: invalid literal for int()"),
+    ("--config.num_epochs=two", "config.num_epochs: takes int values, got 'two'"),
     ("--config.batch_size=0", "config.batch_size: must be >= 1, got 0"),
     ("--config.optimizer.learning_rate=-1", "config.optimizer.learning_rate: must be a positive number"),
     ("--config.optimizer.name=rmsprop", "config.optimizer.name: 'rmsprop' is not one of 'sgd', 'adam', 'adamw'"),
