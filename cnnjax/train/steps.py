@@ -96,7 +96,7 @@ def train_step(state, batch, *, num_classes: int, label_smoothing: float, mean: 
     grads = jax.lax.pmean(grads, axis_name)
   new_state = state.apply_gradients(grads=grads,
                                     batch_stats=updates.get("batch_stats", state.batch_stats))
-  grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+  grad_norm = optax.tree.norm(grads)  # optax.global_norm, by its current name.
   finite = jnp.isfinite(jnp.sum(losses if mask is None else jnp.where(mask, losses, 0.0)))
   finite &= jnp.isfinite(grad_norm)
   outputs = dict(loss=losses, logits=logits, labels=labels, grad_norm=grad_norm[None],
