@@ -12,6 +12,7 @@ parameters (and at each evaluation only with config.test_curves, which nothing r
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 import sys
@@ -29,7 +30,7 @@ from cnnjax.runs import records
 from cnnjax.runs.checkpoints import Checkpoints
 from cnnjax.runs.failpoints import pause_point
 from cnnjax.runs.metrics import MetricsWriter
-from cnnjax.train import distributed, parallel, steps
+from cnnjax.train import distributed, parallel, periodic, steps
 from cnnjax.train.optim import create_optimizer
 from cnnjax.train.state import create_train_state
 
@@ -100,12 +101,6 @@ def selection_score(record: dict, rule: str) -> float:
   return record["step"]
 
 
-def _print_progress(epoch, num_epochs, step_in_epoch, steps_per_epoch, rate, left_steps, batch):
-  eta = left_steps * batch / rate if rate > 0 else float("nan")
-  print(f"epoch {epoch + 1}/{num_epochs}  step {step_in_epoch}/{steps_per_epoch}  "
-        f"{rate:,.0f} img/s  eta {eta:.0f}s", flush=True)
-
-
 def train_and_evaluate(config, workdir: str | Path) -> dict[str, Any]:
   """Trains `config` in `workdir` (resuming what is there) and returns its summary."""
   wall_start = time.time()
@@ -126,8 +121,104 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, Any]:
     raise WorkdirError(f"cannot write run directory {workdir}: {e.strerror or e}") from e
 
 
+@dataclasses.dataclass(frozen=True)
+class _Run:
+  """What a run trains on and how, fixed before its first step."""
+  config: Any
+  devices: list
+  dataset: Any
+  model: Any
+  rule: str  # config.checkpoint.select, resolved
+  batch_size: int
+  padded_batch: int  # The batch the devices get (config.pad_batch)
+  periods: periodic.Periods
+
+
+@dataclasses.dataclass
+class _Clock:
+  """Seconds of a run, the sessions before a resume included."""
+  start: float  # time.time() when this session started
+  before: float  # Wall seconds of the sessions before this one
+  train: float  # Seconds spent training (evaluations excluded), all sessions
+
+  def wall(self) -> float:
+    return self.before + time.time() - self.start
+
+
 def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[str, Any]:
   is_writer = distributed.is_writer()
+  run = _setup(config, workdir, cpu_origin, is_writer)
+  periods = run.periods
+  tx, lr_schedule = create_optimizer(config.optimizer, periods.steps_per_epoch, config.num_epochs)
+  lr_schedule = jax.jit(lr_schedule)
+  ckpts = Checkpoints(workdir, config.checkpoint.keep)
+  state, epoch_metrics = _restore(run, tx, ckpts)
+  step = int(state.step)
+  metrics_log = MetricsWriter(workdir, step, enabled=is_writer)
+  last = metrics_log.records[-1] if metrics_log.records else {}
+  best = max((selection_score(r, run.rule) for r in metrics_log.records), default=-math.inf)
+  clock = _Clock(wall_start, last.get("wall_seconds", 0.0), last.get("train_seconds", 0.0))
+  if step:
+    print(f"resuming {workdir} at step {step}/{periods.total_steps}", flush=True)
+  write_summary = records.write_json if is_writer else (lambda *_: None)
+  summary = _summary_start(run, state)
+  summarize = lambda: {**summary, **_summary_metrics(metrics_log.records, run.batch_size, run.rule)}
+  write_summary(workdir / "summary.json", summarize())
+
+  status, error = "failed", None
+  try:
+    dmap = parallel.DeviceMap(config.parallel, run.devices, config, run.dataset.num_classes)
+    rstate, rmetrics = dmap.replicate(state), dmap.replicate(epoch_metrics)
+    progress = periodic.ProgressLine(config.log_every_seconds, periods, run.batch_size)
+    with _StopSignal() as stop:
+      for epoch in range(step // periods.steps_per_epoch, config.num_epochs):
+        epoch_start, epoch_start_step = time.time(), step
+        rstate, rmetrics, step = _train_epoch(run, dmap, rstate, rmetrics, epoch, step,
+                                              stop, progress, ckpts, summary, clock)
+        if not periodic.itstime(step, periods.eval_every, periods.total_steps):
+          clock.train += time.time() - epoch_start
+          continue  # Train metrics keep accumulating until the next evaluation.
+        record = _evaluation_record(run, dmap, rstate, rmetrics, step, epoch_start,
+                                    epoch_start_step, lr_schedule, ckpts, clock)
+        metrics_log.write(record)
+        write_summary(workdir / "summary.json", summarize())
+        print(f"epoch {record['epoch']}/{config.num_epochs}  " + _epoch_line(record), flush=True)
+        rmetrics = dmap.replicate(steps.TrainMetrics.empty())
+        score = selection_score(record, run.rule)
+        is_selected, best = score > best, max(best, score)
+        if is_selected or periodic.itstime(step, periods.checkpoint_every, periods.total_steps):
+          ckpts.save(step, dmap.unreplicate({"state": rstate, "epoch_metrics": rmetrics}),
+                     selected=is_selected)
+          pause_point("checkpoint")
+      summary.update(_summary_metrics(metrics_log.records, run.batch_size, run.rule),
+                     **_test_results(dmap, rstate, ckpts, run.dataset, config.data.eval_batch_size))
+      print(f"test accuracy {summary['test_accuracy']:.4f} (model of epoch "
+            f"{summary['selected_epoch']}, chosen by {run.rule}); last parameters "
+            f"{summary['final_test_accuracy']:.4f}", flush=True)
+    status = "finished"
+  except Interrupted as e:
+    status, error = "interrupted", str(e)
+    raise
+  except BaseException as e:
+    error = f"{type(e).__name__}: {e}"
+    raise
+  finally:
+    ckpts.close()
+    metrics_log.close()
+    summary.update(_summary_metrics(metrics_log.records, run.batch_size, run.rule),
+                   status=status, ended=records.now(), wall_seconds=clock.wall())
+    if error:
+      summary["error"] = error
+    try:
+      write_summary(workdir / "summary.json", summary)
+    except OSError as e:  # E.g. the disk filled up: keep the original error in view.
+      print(f"cnnjax: could not write {workdir / 'summary.json'}: {e}", file=sys.stderr)
+  return summary
+
+
+def _setup(config, workdir: Path, cpu_origin: str, is_writer: bool) -> _Run:
+  """Checks what the config asks of the devices and data, builds the model and (process
+  0) writes the run's records: config, session, code diff, model summary."""
   if jax.process_count() > 1 and config.num_devices:
     raise ConfigError("num_devices", "must be 0 (all local devices) with several processes")
   devices = parallel.select_devices(config.num_devices, cpu_origin)
@@ -152,121 +243,82 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
     records.write_run_records(workdir, config_lib.to_dict(config), session, diff)
     print(table, flush=True)
     (workdir / "model_summary.txt").write_text(table)
-  write_summary = records.write_json if is_writer else (lambda *_: None)
-
   spe = pipeline.steps_per_epoch(len(dataset.train_labels), batch_size)
-  total_steps = spe * config.num_epochs
-  tx, schedule = create_optimizer(config.optimizer, spe, config.num_epochs)
-  schedule = jax.jit(schedule)
-  state = create_train_state(model, dataset.input_shape, tx, config.seed)
-  ckpts = Checkpoints(workdir, config.checkpoint.keep)
-  restored = ckpts.restore_latest({"state": state, "epoch_metrics": steps.TrainMetrics.empty()})
-  epoch_metrics = steps.TrainMetrics.empty()
-  if restored is not None:
-    state, epoch_metrics = restored["state"], restored["epoch_metrics"]
-  step = int(state.step)
-  metrics_log = MetricsWriter(workdir, step, enabled=is_writer)
-  last = metrics_log.records[-1] if metrics_log.records else {}
-  best = max((selection_score(r, rule) for r in metrics_log.records), default=-math.inf)
-  train_seconds = last.get("train_seconds", 0.0)
-  wall_before = last.get("wall_seconds", 0.0)
-  if step:
-    print(f"resuming {workdir} at step {step}/{total_steps}", flush=True)
-  summary = {"status": "running", "params": models.param_count(state.params),
-             "batch_size": batch_size,
-             "steps_per_epoch": spe, "total_steps": total_steps,
-             "input_shape": list(dataset.input_shape), "num_classes": dataset.num_classes,
-             "class_names": list(dataset.class_names), "checkpoint_select": rule,
-             "train_examples": len(dataset.train_labels),
-             "validation_examples": 0 if dataset.val_labels is None else len(dataset.val_labels),
-             "test_examples": len(dataset.test_labels)}
-  summarize = lambda: {**summary, **_summary_metrics(metrics_log.records, batch_size, rule)}
-  write_summary(workdir / "summary.json", summarize())
+  return _Run(config, devices, dataset, model, rule, batch_size, padded_batch,
+              periodic.Periods.from_config(config, spe))
 
-  status, error = "failed", None
-  try:
-    dmap = parallel.DeviceMap(config.parallel, devices, config, dataset.num_classes)
-    rstate = dmap.replicate(state)
-    rmetrics = dmap.replicate(epoch_metrics)
-    share = distributed.process_slice(padded_batch)  # The only examples this process reads.
-    with _StopSignal() as stop:
-      for epoch in range(step // spe, config.num_epochs):
-        epoch_start, epoch_start_step = time.time(), step
-        tick, tick_step = epoch_start, step
-        for batch in pipeline.train_batches(dataset.train_images, dataset.train_labels,
-                                            batch_size, config.seed, epoch, step % spe,
-                                            padded_size=padded_batch, share=share):
-          rstate, rmetrics = dmap.train_step(rstate, rmetrics, dmap.split(batch))
-          step += 1
-          if "startup_seconds" not in summary:  # Data, model, compiling, the first step.
-            jax.block_until_ready(rmetrics)
-            summary["startup_seconds"] = time.time() - wall_start
-          pause_point("step")
-          if stop.received:
-            saved = dmap.unreplicate({"state": rstate, "epoch_metrics": rmetrics})
-            _check_finite(_compute(saved["epoch_metrics"]), ckpts)
-            ckpts.save(step, saved, selected=False)
-            raise Interrupted(f"{stop.received} at step {step}: checkpoint saved; run the same "
-                              f"command to resume")
-          if config.log_every_seconds and time.time() - tick >= config.log_every_seconds:
-            rate = (step - tick_step) * batch_size / (time.time() - tick)
-            _print_progress(epoch, config.num_epochs, step - epoch * spe, spe, rate,
-                            total_steps - step, batch_size)
-            tick, tick_step = time.time(), step
-        epoch_seconds = time.time() - epoch_start
-        last_epoch = epoch + 1 == config.num_epochs
-        if (epoch + 1) % config.eval_every_epochs and not last_epoch:
-          train_seconds += epoch_seconds
-          continue  # Train metrics keep accumulating until the next evaluation.
-        train = _compute(dmap.unreplicate(rmetrics))  # Waits for the epoch's steps.
-        epoch_seconds = time.time() - epoch_start
-        train_seconds += epoch_seconds
-        _check_finite(train, ckpts)
-        record = {"step": step, "epoch": epoch + 1,
-                  "train_loss": float(train["loss"]), "train_accuracy": float(train["accuracy"])}
-        for split, images, labels in _curve_splits(dataset, config.test_curves):
-          result = evaluate(dmap, rstate, images, labels, config.data.eval_batch_size, split)
-          record.update({k: result[k] for k in (f"{split}_loss", f"{split}_accuracy")})
-        record.update({
-            "learning_rate": float(schedule(step - 1)), "grad_norm": float(train["grad_norm"]),
-            "images_per_second": (step - epoch_start_step) * batch_size / epoch_seconds,
-            "train_seconds": train_seconds,
-            "wall_seconds": wall_before + time.time() - wall_start,
-        })
-        metrics_log.write(record)
-        write_summary(workdir / "summary.json", summarize())
-        print(f"epoch {epoch + 1}/{config.num_epochs}  " + _epoch_line(record), flush=True)
-        rmetrics = dmap.replicate(steps.TrainMetrics.empty())
-        score = selection_score(record, rule)
-        is_selected, best = score > best, max(best, score)
-        if is_selected or (epoch + 1) % config.checkpoint.every_epochs == 0 or last_epoch:
-          ckpts.save(step, dmap.unreplicate({"state": rstate, "epoch_metrics": rmetrics}),
-                     selected=is_selected)
-          pause_point("checkpoint")
-      summary.update(_summary_metrics(metrics_log.records, batch_size, rule),
-                     **_test_results(dmap, rstate, ckpts, dataset, config.data.eval_batch_size))
-      print(f"test accuracy {summary['test_accuracy']:.4f} (model of epoch "
-            f"{summary['selected_epoch']}, chosen by {rule}); last parameters "
-            f"{summary['final_test_accuracy']:.4f}", flush=True)
-    status = "finished"
-  except Interrupted as e:
-    status, error = "interrupted", str(e)
-    raise
-  except BaseException as e:
-    error = f"{type(e).__name__}: {e}"
-    raise
-  finally:
-    ckpts.close()
-    metrics_log.close()
-    summary.update(_summary_metrics(metrics_log.records, batch_size, rule), status=status,
-                   ended=records.now(), wall_seconds=wall_before + time.time() - wall_start)
-    if error:
-      summary["error"] = error
-    try:
-      write_summary(workdir / "summary.json", summary)
-    except OSError as e:  # E.g. the disk filled up: keep the original error in view.
-      print(f"cnnjax: could not write {workdir / 'summary.json'}: {e}", file=sys.stderr)
-  return summary
+
+def _restore(run: _Run, tx, ckpts: Checkpoints):
+  """(state, this epoch's train metrics so far): from the latest checkpoint, or new."""
+  state = create_train_state(run.model, run.dataset.input_shape, tx, run.config.seed)
+  restored = ckpts.restore_latest({"state": state, "epoch_metrics": steps.TrainMetrics.empty()})
+  if restored is None:
+    return state, steps.TrainMetrics.empty()
+  return restored["state"], restored["epoch_metrics"]
+
+
+def _summary_start(run: _Run, state) -> dict[str, Any]:
+  """What summary.json says of a run before its first evaluation."""
+  dataset = run.dataset
+  return {"status": "running", "params": models.param_count(state.params),
+          "batch_size": run.batch_size,
+          "steps_per_epoch": run.periods.steps_per_epoch, "total_steps": run.periods.total_steps,
+          "input_shape": list(dataset.input_shape), "num_classes": dataset.num_classes,
+          "class_names": list(dataset.class_names), "checkpoint_select": run.rule,
+          "train_examples": len(dataset.train_labels),
+          "validation_examples": 0 if dataset.val_labels is None else len(dataset.val_labels),
+          "test_examples": len(dataset.test_labels)}
+
+
+def _train_epoch(run: _Run, dmap, rstate, rmetrics, epoch: int, step: int, stop: _StopSignal,
+                 progress: periodic.ProgressLine, ckpts: Checkpoints, summary: dict,
+                 clock: _Clock):
+  """The steps of `epoch` from `step` on: (state, metrics accumulated, step). Sets
+  summary["startup_seconds"] at this session's first step; on a stop signal saves a
+  checkpoint and raises Interrupted."""
+  spe = run.periods.steps_per_epoch
+  progress.restart(step)
+  share = distributed.process_slice(run.padded_batch)  # The only examples this process reads.
+  for batch in pipeline.train_batches(run.dataset.train_images, run.dataset.train_labels,
+                                      run.batch_size, run.config.seed, epoch, step % spe,
+                                      padded_size=run.padded_batch, share=share):
+    rstate, rmetrics = dmap.train_step(rstate, rmetrics, dmap.split(batch))
+    step += 1
+    if "startup_seconds" not in summary:  # Data, model, compiling, the first step.
+      jax.block_until_ready(rmetrics)
+      summary["startup_seconds"] = time.time() - clock.start
+    pause_point("step")
+    if stop.received:
+      saved = dmap.unreplicate({"state": rstate, "epoch_metrics": rmetrics})
+      _check_finite(_compute(saved["epoch_metrics"]), ckpts)
+      ckpts.save(step, saved, selected=False)
+      raise Interrupted(f"{stop.received} at step {step}: checkpoint saved; run the same "
+                        f"command to resume")
+    progress(step)
+  return rstate, rmetrics, step
+
+
+def _evaluation_record(run: _Run, dmap, rstate, rmetrics, step: int, epoch_start: float,
+                       epoch_start_step: int, lr_schedule, ckpts: Checkpoints,
+                       clock: _Clock) -> dict[str, Any]:
+  """The metrics.jsonl record of an evaluation at the end of an epoch: the train metrics
+  accumulated since the last one, the curve splits evaluated, the epoch's speed."""
+  train = _compute(dmap.unreplicate(rmetrics))  # Waits for the epoch's steps.
+  epoch_seconds = time.time() - epoch_start
+  clock.train += epoch_seconds
+  _check_finite(train, ckpts)
+  record = {"step": step, "epoch": step // run.periods.steps_per_epoch,
+            "train_loss": float(train["loss"]), "train_accuracy": float(train["accuracy"])}
+  for split, images, labels in _curve_splits(run.dataset, run.config.test_curves):
+    result = evaluate(dmap, rstate, images, labels, run.config.data.eval_batch_size, split)
+    record.update({k: result[k] for k in (f"{split}_loss", f"{split}_accuracy")})
+  record.update({
+      "learning_rate": float(lr_schedule(step - 1)), "grad_norm": float(train["grad_norm"]),
+      "images_per_second": (step - epoch_start_step) * run.batch_size / epoch_seconds,
+      "train_seconds": clock.train,
+      "wall_seconds": clock.wall(),
+  })
+  return record
 
 
 def _check_finite(train_metrics: dict, ckpts: Checkpoints) -> None:
