@@ -29,7 +29,7 @@ def command(workdir, data_dir, epochs):
           f"--config.num_epochs={epochs}", "--config.data.eval_batch_size=8"]
 
 
-from conftest import comparable_metrics as metrics, latest_checkpoint as latest  # noqa: E402
+from helpers import comparable_metrics as metrics, latest_checkpoint as latest  # noqa: E402
 
 
 def main():
@@ -43,7 +43,7 @@ def main():
   root = Path(tempfile.mkdtemp(prefix="cnnjax_soak_"))
   data_dir = args.data_dir
   if not data_dir:
-    from conftest import write_idx_folder
+    from helpers import write_idx_folder
     data_dir = write_idx_folder(root / "data", train=512, test=200)
   reference = root / "reference"
   subprocess.run(command(reference, data_dir, args.epochs), check=True, capture_output=True)

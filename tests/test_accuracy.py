@@ -6,7 +6,7 @@ import pytest
 
 from cnnjax import config as config_lib
 from cnnjax.train.loop import train_and_evaluate
-from conftest import ROOT
+from helpers import ROOT
 
 
 @pytest.mark.slow

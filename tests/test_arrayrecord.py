@@ -12,7 +12,7 @@ from cnnjax import cli, config as config_lib, data
 from cnnjax.data import arrayrecord, pipeline
 from cnnjax.errors import DataError
 from cnnjax.train import loop
-from conftest import ROOT, comparable_metrics, latest_checkpoint
+from helpers import ROOT, comparable_metrics, latest_checkpoint
 
 TINY = str(ROOT / "configs" / "tiny.py")
 
@@ -71,6 +71,7 @@ def test_training_on_the_converted_set_equals_training_on_the_idx_files(converte
   assert comparable_metrics(tmp_path / "ar") == comparable_metrics(idx_run)
 
 
+@pytest.mark.integration
 def test_worker_processes_read_the_same_batches(converted, idx_run, tmp_path):
   """Grain's worker processes (config.data.workers) from the command line, as users run it."""
   run = subprocess.run([sys.executable, "-m", "cnnjax", "train", "--config", TINY, "--workdir",
@@ -105,6 +106,7 @@ def test_damaged_sets_fail_before_training_naming_the_file(damage, message, conv
     data.load(_config(folder).data)
 
 
+@pytest.mark.integration
 def test_kill_9_mid_epoch_on_the_streaming_path_resumes_bit_identical(converted, tiny_data_dir,
                                                                      tmp_path):
   reference = tmp_path / "reference"

@@ -5,7 +5,9 @@ import sys
 import pytest
 
 from cnnjax import cli
-from conftest import ROOT
+from helpers import ROOT
+
+pytestmark = pytest.mark.integration  # Starts processes or trains whole runs.
 
 TINY = str(ROOT / "configs" / "tiny.py")
 

@@ -2,7 +2,7 @@ import pytest
 
 from cnnjax import config as config_lib
 from cnnjax.errors import ConfigError
-from conftest import ROOT
+from helpers import ROOT
 
 CONFIGS = ["mnist_talk.py", "mnist.py", "mnist_fast.py", "mnist_mlp.py", "tiny.py"]
 CONTRACT = ["seed", "num_epochs", "batch_size", "num_devices", "optimizer.learning_rate",

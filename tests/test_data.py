@@ -11,7 +11,7 @@ from cnnjax import data
 from cnnjax.data import fetch, idx, pipeline
 from cnnjax.data.streaming import StreamingArray
 from cnnjax.errors import DataError
-from conftest import synthetic_digits, write_idx, write_idx_folder
+from helpers import synthetic_digits, write_idx, write_idx_folder
 
 
 def _data_config(**fields):

@@ -13,7 +13,7 @@ from cnnjax import config as config_lib
 from cnnjax.data import pipeline, streaming, transforms
 from cnnjax.models.layers import example_keys
 from cnnjax.train import distributed, loop
-from conftest import ROOT, latest_checkpoint
+from helpers import ROOT, latest_checkpoint
 
 TINY = str(ROOT / "configs" / "tiny.py")
 
@@ -47,6 +47,7 @@ def _two_processes(workdir, data_dir, mode, pause=""):
 
 
 @pytest.mark.parametrize("mode", ["pmap", "shard_map"])
+@pytest.mark.integration
 def test_two_processes_of_four_devices_equal_one_process_of_eight(mode, tiny_data_dir, tmp_path):
   overrides = {"data.dir": str(tiny_data_dir), "parallel": mode}
   loop.train_and_evaluate(config_lib.load(TINY, overrides), tmp_path / "one")

@@ -12,7 +12,7 @@ from cnnjax.exp import hyper, plot, reproduce, sweep, table
 from cnnjax.exp.launchers.local import LocalLauncher
 from cnnjax.runs import records
 from cnnjax.runs.reader import read_run
-from conftest import ROOT
+from helpers import ROOT
 
 
 def fake_run(path, status="finished", error=None, **fields):
@@ -177,6 +177,7 @@ def _experiment(tmp_path, data_dir):
   return path
 
 
+@pytest.mark.integration
 def test_sweep_skips_finished_survives_failures_and_parallel_equals_serial(tiny_data_dir, tmp_path):
   experiment = sweep.load_experiment(_experiment(tmp_path, tiny_data_dir))
   base, points = experiment.base, experiment.points
@@ -234,6 +235,7 @@ def test_aggregate_seed_puts_runs_that_differ_only_in_seed_in_one_row(tmp_path):
   assert [r["n"] for r in result.filter(["test_accuracy>0.85"]).rows] == [3]
 
 
+@pytest.mark.integration
 def test_sweep_seeds_repeats_every_point(capsys, tmp_path, tiny_data_dir):
   from cnnjax import cli
   assert hyper.with_seeds([{"a": 1}, {"a": 2}], 2) == [

@@ -18,7 +18,9 @@ import pytest
 from cnnjax import cli
 from cnnjax import config as config_lib
 from cnnjax.train import loop, steps
-from conftest import ROOT, comparable_metrics, latest_checkpoint, write_idx_folder
+from helpers import ROOT, comparable_metrics, latest_checkpoint, write_idx_folder
+
+pytestmark = pytest.mark.integration  # Starts processes or trains whole runs.
 
 TINY = str(ROOT / "configs" / "tiny.py")
 

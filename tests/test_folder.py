@@ -8,7 +8,7 @@ from PIL import Image
 from cnnjax import config as config_lib, data
 from cnnjax.errors import DataError
 from cnnjax.train import loop
-from conftest import ROOT
+from helpers import ROOT
 
 CLASSES = ("circle", "cross", "square")
 

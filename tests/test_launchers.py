@@ -15,7 +15,9 @@ import time
 import pytest
 
 from cnnjax.exp import table
-from conftest import ROOT, comparable_metrics
+from helpers import ROOT, comparable_metrics
+
+pytestmark = pytest.mark.integration  # Starts processes or trains whole runs.
 
 REQUIRED = os.environ.get("CNNJAX_TEST_LAUNCHERS") == "required"
 

@@ -13,14 +13,14 @@ from cnnjax.errors import WorkdirError
 from cnnjax.runs import records
 from cnnjax.train import loop
 
-from conftest import comparable_metrics as _metrics, latest_checkpoint
+from helpers import comparable_metrics as _metrics, latest_checkpoint
 from cnnjax.runs.metrics import TIMING
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, tiny_data_dir):
   from cnnjax import config as config_lib
-  from conftest import ROOT
+  from helpers import ROOT
   config = config_lib.load(str(ROOT / "configs" / "tiny.py"), {"data.dir": str(tiny_data_dir)})
   workdir = tmp_path_factory.mktemp("runs") / "uninterrupted"
   summary = loop.train_and_evaluate(config, workdir)
@@ -136,7 +136,7 @@ def _permuted_test_labels(source, target):
   """A copy of the tiny IDX folder whose test labels are shuffled."""
   import shutil
   from cnnjax.data import idx
-  from conftest import write_idx
+  from helpers import write_idx
   shutil.copytree(source, target)
   labels = idx.load_folder(source, 4)[3]
   write_idx(target / "t10k-labels-idx1-ubyte.gz", np.random.default_rng(7).permutation(labels))

@@ -9,7 +9,7 @@ from cnnjax import models
 from cnnjax.errors import ConfigError
 from cnnjax.models import cnn
 from cnnjax.models.layers import max_pool
-from conftest import ROOT
+from helpers import ROOT
 
 
 def _config(config_name, overrides=None):

@@ -14,7 +14,7 @@ from cnnjax.errors import ConfigError, DataError
 from cnnjax.train import parallel, steps
 from cnnjax.train.optim import create_optimizer
 from cnnjax.train.state import create_train_state
-from conftest import ROOT
+from helpers import ROOT
 
 
 def _config(name, arg=None, overrides=None):

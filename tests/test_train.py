@@ -7,7 +7,7 @@ from cnnjax import models, runtime
 from cnnjax.train import parallel, steps
 from cnnjax.train.optim import create_optimizer
 from cnnjax.train.state import create_train_state
-from conftest import NUM_DEVICES, synthetic_digits
+from helpers import NUM_DEVICES, synthetic_digits
 
 
 def test_eight_cpu_devices_are_simulated():
@@ -108,7 +108,7 @@ def test_batch_that_does_not_split_over_devices_names_the_field():
 def test_the_mnist_models_on_eight_devices_equal_one_device(name):
   """10 steps of the real MNIST models (mnist.py: BatchNorm, dropout, shifts)."""
   from cnnjax import config as config_lib
-  from conftest import ROOT
+  from helpers import ROOT
   config = config_lib.load(str(ROOT / "configs" / name))
   rng = np.random.default_rng(0)
   batches = [{"images": rng.integers(0, 255, (16, 28, 28, 1), dtype=np.uint8),

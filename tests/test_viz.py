@@ -11,7 +11,7 @@ from cnnjax import config as config_lib
 from cnnjax.errors import DataError
 from cnnjax.viz import images as image_io
 from cnnjax.viz import report
-from conftest import ROOT
+from helpers import ROOT
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -57,8 +57,9 @@ def test_eval_counts_every_test_example_and_saves(trained, tiny_data_dir):
   assert json.loads(open(result["saved"]).read())["confusion"] == result["confusion"]
 
 
+@pytest.mark.integration
 def test_eval_command_on_another_folder(trained, tmp_path, capsys):
-  from conftest import write_idx_folder
+  from helpers import write_idx_folder
   other = write_idx_folder(tmp_path / "other", train=16, test=30)
   assert cli.main(["eval", str(trained / "cnn"), f"--config.data.dir={other}"]) == 0
   out = capsys.readouterr().out
@@ -96,6 +97,7 @@ def test_big_dark_on_light_photos_are_prepared_like_mnist(tmp_path):
   np.testing.assert_array_equal(same, digit)
 
 
+@pytest.mark.integration
 def test_predict_command_prints_and_rejects_bad_files(trained, tiny_data_dir, tmp_path, capsys):
   images, _ = _test_set(tiny_data_dir)
   Image.fromarray(images[0, ..., 0]).save(tmp_path / "ok.png")
