@@ -108,12 +108,19 @@ def train_step(state, batch, *, num_classes: int, label_smoothing: float, mean: 
   return new_state, step_metrics
 
 
+def eval_metrics(logits, labels, mask=None, *, axis_name=None) -> EvalMetrics:
+  """Cross-entropy loss and accuracy of `logits` against integer `labels`; examples with
+  mask 0 count nothing. Under `axis_name`, gathered over its devices. The one definition
+  of evaluation: the loop's eval step and `cnnjax eval` (viz.evaluate) both use it."""
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  kwargs = dict(loss=losses, logits=logits, labels=labels, mask=mask)
+  if axis_name:
+    return EvalMetrics.gather_from_model_output(axis_name=axis_name, **kwargs)
+  return EvalMetrics.single_from_model_output(**kwargs)
+
+
 def eval_step(state, batch, *, mean: float, std: float, axis_name):
   """Summed loss and accuracy of one eval batch; padded examples (mask 0) count nothing."""
   x = transforms.standardize(batch["images"], mean, std)
   logits = state.apply_fn(_variables(state, state.params), x, train=False)
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
-  kwargs = dict(loss=losses, logits=logits, labels=batch["labels"], mask=batch["mask"])
-  if axis_name:
-    return EvalMetrics.gather_from_model_output(axis_name=axis_name, **kwargs)
-  return EvalMetrics.single_from_model_output(**kwargs)
+  return eval_metrics(logits, batch["labels"], batch["mask"], axis_name=axis_name)

@@ -1,9 +1,17 @@
-"""Evaluating a loaded run on a data set: loss, accuracy, per-class accuracy, confusion."""
+"""Evaluating a loaded run on a data set: loss, accuracy, per-class accuracy, confusion.
+
+Loss and accuracy are computed as training evaluates (`steps.eval_metrics`), so the
+figures of `cnnjax eval` and of summary.json are the same computation."""
 from __future__ import annotations
 
 from typing import Any
 
+import jax
 import numpy as np
+
+from cnnjax.train import steps
+
+_metrics = jax.jit(lambda logits, labels: steps.eval_metrics(logits, labels).compute())
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
@@ -14,17 +22,17 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
 
 
 def evaluate_run(run, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-  logits = run.logits(images).astype(np.float64)
-  shifted = logits - logits.max(axis=1, keepdims=True)
-  log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+  logits = run.logits(images)
+  metrics = _metrics(logits, np.asarray(labels, np.int32))
   predictions = logits.argmax(axis=1)
   confusion = confusion_matrix(labels, predictions, run.num_classes)
   per_class = confusion.diagonal() / np.maximum(confusion.sum(axis=1), 1)
   return {
       "examples": int(len(labels)),
-      "loss": float(-log_probs[np.arange(len(labels)), labels].mean()),
-      "accuracy": float((predictions == labels).mean()),
+      "loss": float(metrics["loss"]),
+      "accuracy": float(metrics["accuracy"]),
       "per_class_accuracy": [float(a) for a in per_class],
       "confusion": confusion.tolist(),
-      "predictions": predictions, "probabilities": np.exp(log_probs),
+      "predictions": predictions,
+      "probabilities": np.asarray(jax.nn.softmax(logits, axis=-1)),  # As run.predict.
   }
