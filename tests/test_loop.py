@@ -101,6 +101,31 @@ def test_finished_workdir_is_not_trained_again(finished_run, tmp_path):
       {k: v for k, v in summary.items() if k not in TIMING | {"ended"}}
 
 
+def test_killed_between_the_two_writes_of_a_selected_checkpoint_resumes_to_the_same_run(
+    finished_run, tmp_path, monkeypatch):
+  import orbax.checkpoint as ocp
+  config, reference, summary = finished_run
+  save, writes = ocp.CheckpointManager.save, []
+
+  class Killed(BaseException):
+    pass
+
+  def save_then_die(self, step, *args, **kwargs):  # Epoch 1 is selected: two writes.
+    save(self, step, *args, **kwargs)
+    writes.append(step)
+    if len(writes) == 1:
+      raise Killed
+
+  monkeypatch.setattr(ocp.CheckpointManager, "save", save_then_die)
+  with pytest.raises(Killed):
+    loop.train_and_evaluate(config, tmp_path / "run")
+  monkeypatch.undo()
+  resumed = loop.train_and_evaluate(config, tmp_path / "run")
+  assert {k: v for k, v in resumed.items() if k not in TIMING | {"ended", "startup_seconds"}} == \
+      {k: v for k, v in summary.items() if k not in TIMING | {"ended", "startup_seconds"}}
+  assert resumed["selected_step"] == resumed["selected_epoch"] * resumed["steps_per_epoch"]
+
+
 def test_workdir_of_another_config_is_refused_naming_fields(finished_run):
   config, workdir, _ = finished_run
   other = config.copy_and_resolve_references()

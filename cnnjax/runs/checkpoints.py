@@ -95,8 +95,10 @@ class Checkpoints:
       raise CheckpointError(f"no {which} checkpoint under {self.directory.parent}")
     return step, manager.restore(step, args=ocp.args.StandardRestore())
 
-  def save(self, step: int, state, selected: bool) -> None:
-    managers = [self._latest, self._selected] if selected else [self._latest]
+  def save(self, step: int, state, selected: bool, latest: bool = True) -> None:
+    """Writes `state` as the checkpoint of `step` in checkpoints/ (`latest`), then in
+    selected/ (`selected`)."""
+    managers = ([self._latest] if latest else []) + ([self._selected] if selected else [])
     try:
       host = jax.device_get(state)  # NumPy: with several processes, process 0 writes it.
       for manager in managers:

@@ -158,6 +158,11 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
   last = metrics_log.records[-1] if metrics_log.records else {}
   best = max((selection_score(r, run.rule) for r in metrics_log.records), default=-math.inf)
   clock = _Clock(wall_start, last.get("wall_seconds", 0.0), last.get("train_seconds", 0.0))
+  selected = _selected_record(metrics_log.records, run.rule) if last else {}
+  if selected.get("step") == step != ckpts.selected_step():
+    # The session before was killed between the latest and the selected write of `step`.
+    ckpts.save(step, {"state": state, "epoch_metrics": epoch_metrics}, selected=True,
+               latest=False)
   if step:
     print(f"resuming {workdir} at step {step}/{periods.total_steps}", flush=True)
   write_summary = records.write_json if is_writer else (lambda *_: None)
@@ -359,13 +364,19 @@ def _test_results(dmap, rstate, ckpts: Checkpoints, dataset, batch_size: int) ->
           "selected_step": ckpts.selected_step()}
 
 
+def _selected_record(history: list[dict], rule: str) -> dict:
+  """The record of the epoch checkpoint.select picks: the best score, the earliest of
+  equals (as the loop saves it)."""
+  return max(history, key=lambda r: selection_score(r, rule))
+
+
 def _summary_metrics(history: list[dict], batch_size: int, rule: str) -> dict[str, Any]:
   """Training, validation and selection figures of a run from its metrics records (the
   test figures come from `_test_results`, once the run ends)."""
   if not history:
     return {"steps": 0, "epochs": 0}
   last = history[-1]
-  selected = max(history, key=lambda r: selection_score(r, rule))  # Ties: the earliest, as saved.
+  selected = _selected_record(history, rule)
   out = {
       "train_accuracy": last["train_accuracy"], "train_loss": last["train_loss"],
       "selected_epoch": selected["epoch"],
