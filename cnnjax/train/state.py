@@ -25,7 +25,8 @@ def create_train_state(model: nn.Module, input_shape, tx: optax.GradientTransfor
                              batch_stats=variables.get("batch_stats", {}), rng=run_key)
 
   # One compilation instead of one per op run eagerly, and without XLA's optimizations:
-  # this runs once, and optimizing its random number code takes seconds on CPU (values
-  # agree with the optimized build to ~1e-7, rounding; tests/test_train.py).
+  # this runs once, and optimizing its random number code is slow on a CPU
+  # (docs/performance.md); the values agree with the optimized build up to rounding
+  # (tests/test_train.py).
   compiled = jax.jit(create).lower(seed).compile({"xla_backend_optimization_level": 0})
   return compiled(seed)
