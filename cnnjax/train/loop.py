@@ -235,8 +235,8 @@ def _setup(config, workdir: Path, cpu_origin: str, is_writer: bool) -> _Run:
                       f"of shape {dataset.input_shape}")
   batch_size = pipeline.batch_size(config.batch_size, config.max_batch_fraction,
                                    len(dataset.train_labels))
-  padded_batch = parallel.check_divisible(batch_size, len(devices) * jax.process_count(),
-                                          config.pad_batch)
+  padded_batch = parallel.padded_batch_size(batch_size, len(devices) * jax.process_count(),
+                                            config.pad_batch)
   model = models.build(config.model, dataset.num_classes, dataset.input_shape, parallel.AXIS)
   table = models.summary(model, dataset.input_shape)
   if is_writer:
