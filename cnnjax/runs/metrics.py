@@ -13,7 +13,7 @@ from cnnjax.runs.files import atomic_write, read_json_lines
 
 
 # Fields that measure time: they differ between two runs that computed the same thing.
-TIMING = frozenset({"images_per_second", "train_seconds", "wall_seconds"})
+TIMING = frozenset({"images_per_second", "train_seconds", "wall_seconds", "startup_seconds"})
 
 
 def without_timing(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

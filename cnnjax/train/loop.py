@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import signal
 import sys
 import time
@@ -60,7 +61,12 @@ class _StopSignal:
     return self
 
   def _handle(self, signum, frame):
-    self.received = self.received or signal.Signals(signum).name
+    if not self.received:
+      self.received = signal.Signals(signum).name
+      again = " (send it again to stop at once)" if signum in self._ESCALATE else ""
+      # os.write: a print could land inside another print of the interrupted code.
+      os.write(2, f"cnnjax: {self.received}: stopping after this step with a checkpoint"
+                  f"{again}\n".encode())
     for sig in self._ESCALATE:
       if sig in self._previous:
         signal.signal(sig, self._previous[sig])

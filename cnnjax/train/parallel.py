@@ -47,9 +47,6 @@ def padded_batch_size(batch_size: int, num_devices: int, pad: bool = False) -> i
   return -(-batch_size // num_devices) * num_devices
 
 
-check_divisible = padded_batch_size  # Its old name, until train/loop.py calls the new one.
-
-
 def _train_and_accumulate(state, metrics, batch, **kwargs):
   state, step_metrics = steps.train_step(state, batch, **kwargs)
   return state, metrics.merge(step_metrics)
