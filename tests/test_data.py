@@ -23,7 +23,7 @@ def _data_config(**fields):
 @pytest.mark.parametrize("gz", [True, False])
 def test_idx_folder_round_trip(tmp_path, gz):
   write_idx_folder(tmp_path, train=50, test=20, gz=gz)
-  train_x, train_y, test_x, test_y = idx.load_folder(tmp_path, num_classes=4)
+  train_x, train_y, test_x, _ = idx.load_folder(tmp_path, num_classes=4)
   images, labels = synthetic_digits(50, 0)
   np.testing.assert_array_equal(train_x[..., 0], images)
   np.testing.assert_array_equal(train_y, labels)

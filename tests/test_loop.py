@@ -28,7 +28,7 @@ def finished_run(tmp_path_factory, tiny_data_dir):
 
 
 def test_run_directory_holds_every_record(finished_run):
-  config, workdir, summary = finished_run
+  _, workdir, summary = finished_run
   for name in ("config.json", "run.json", "metrics.jsonl", "summary.json", "model_summary.txt"):
     assert (workdir / name).is_file(), name
   events = list((workdir / "tensorboard").glob("events.out.tfevents.*"))
@@ -94,7 +94,7 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(finished_run, tmp_pa
   assert len(json.loads((workdir / "run.json").read_text())["resumes"]) == 1
 
 
-def test_finished_workdir_is_not_trained_again(finished_run, tmp_path):
+def test_finished_workdir_is_not_trained_again(finished_run):
   config, workdir, summary = finished_run
   again = loop.train_and_evaluate(config, workdir)
   assert {k: v for k, v in again.items() if k not in TIMING | {"ended"}} == \
@@ -104,7 +104,7 @@ def test_finished_workdir_is_not_trained_again(finished_run, tmp_path):
 def test_killed_between_the_two_writes_of_a_selected_checkpoint_resumes_to_the_same_run(
     finished_run, tmp_path, monkeypatch):
   import orbax.checkpoint as ocp
-  config, reference, summary = finished_run
+  config, _, summary = finished_run
   save, writes = ocp.CheckpointManager.save, []
 
   class Killed(BaseException):

@@ -68,7 +68,7 @@ def test_devices_and_modes_equal_one_pmapped_device_on_the_same_global_batches(t
   assert not np.allclose(jax.tree.leaves(s1.batch_stats)[0], 0)  # BatchNorm statistics moved.
 
 
-def test_dropout_masks_differ_between_devices_yet_not_with_the_split(tiny_config):
+def test_dropout_masks_differ_between_devices_yet_not_with_the_split():
   from cnnjax.models.layers import Dropout
   layer = Dropout(0.5, parallel.AXIS)
   x = np.ones((NUM_DEVICES, 2, 64), np.float32)

@@ -47,7 +47,7 @@ def test_mlp_viz_says_it_has_no_filters_and_draws_the_rest(trained, tmp_path):
   assert any("no conv filters" in s for s in said)
 
 
-def test_eval_counts_every_test_example_and_saves(trained, tiny_data_dir):
+def test_eval_counts_every_test_example_and_saves(trained):
   result = report.evaluate_on(trained / "cnn")
   confusion = np.array(result["confusion"])
   assert confusion.sum() == result["examples"] == 60
@@ -67,7 +67,7 @@ def test_eval_command_on_another_folder(trained, tmp_path, capsys):
 
 
 def test_predict_on_png_files_matches_the_evaluation_path(trained, tiny_data_dir, tmp_path):
-  images, labels = _test_set(tiny_data_dir)
+  images, _ = _test_set(tiny_data_dir)
   files = []
   for i in range(20):
     files.append(tmp_path / f"{i}.png")
