@@ -32,13 +32,14 @@ def _config(folder, **overrides):
 def test_convert_writes_every_example_in_shards_that_read_back_exactly(converted, tiny_data_dir):
   memory = data.load(config_lib.load(TINY, {"data.dir": str(tiny_data_dir),
                                             "data.validation_examples": 0}).data)
-  images, labels, test_images, _, _ = arrayrecord.load(converted)
+  images, labels, test_images, test_labels, _ = arrayrecord.load(converted)
   assert sorted(p.name for p in converted.glob("train-*.array_record")) == [
       f"train-0000{i}-of-00003.array_record" for i in range(3)]  # 288 examples, 100 a file.
   assert images.shape == memory.train_images.shape and images.dtype == np.uint8
   np.testing.assert_array_equal(np.asarray(images), memory.train_images)
   np.testing.assert_array_equal(labels, memory.train_labels)
   np.testing.assert_array_equal(np.asarray(test_images), memory.test_images)
+  np.testing.assert_array_equal(test_labels, memory.test_labels)
   rows = np.array([287, 0, 150, 99, 100])  # Across shard boundaries, in any order.
   np.testing.assert_array_equal(images[rows], memory.train_images[rows])
   np.testing.assert_array_equal(images[7], memory.train_images[7])

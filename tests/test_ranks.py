@@ -89,8 +89,9 @@ def _ts(path, body, uni="true"):
 def test_ts_univariate_and_label_order(tmp_path):
   _ts(tmp_path / "Toy" / "Toy_TRAIN.ts", "1,2,3,4:down\n4,3,2,1:up\n2,2,2,?:up\n")
   _ts(tmp_path / "Toy" / "Toy_TEST.ts", "0,1,0,1:down\n")
-  x, y, _, ty, names = ucr.load(tmp_path, "Toy", 0, "pad", 0, znorm=False)
+  x, y, tx, ty, names = ucr.load(tmp_path, "Toy", 0, "pad", 0, znorm=False)
   assert names == ("up", "down")  # The @classLabel order, not sorted or first-seen.
+  assert tx.shape == (1, 4, 1) and tx[0, :, 0].tolist() == [0, 1, 0, 1]
   assert y.tolist() == [1, 0, 0] and ty.tolist() == [1]
   assert x.shape == (3, 4, 1) and x[:, :, 0].tolist()[0] == [1, 2, 3, 4]
   assert x[2, 3, 0] == 0.0  # Missing value '?'.
@@ -148,8 +149,9 @@ def test_npz_volumes_in_medmnist_layout(tmp_path):
 
 def test_synthetic_volumes_are_seeded_and_balanced():
   a, la = volumes.synthetic_volumes(60, 12, 0.3, seed=4)
-  b, _ = volumes.synthetic_volumes(60, 12, 0.3, seed=4)
+  b, lb = volumes.synthetic_volumes(60, 12, 0.3, seed=4)
   np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(la, lb)
   assert a.shape == (60, 12, 12, 12, 1) and a.dtype == np.uint8
   assert sorted(set(la.tolist())) == [0, 1, 2]
   assert not np.array_equal(a, volumes.synthetic_volumes(60, 12, 0.3, seed=5)[0])
