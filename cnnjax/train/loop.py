@@ -61,15 +61,15 @@ class _StopSignal:
     return self
 
   def _handle(self, signum, frame):
+    for sig in self._ESCALATE:  # First, so that a signal sent after the message escalates.
+      if sig in self._previous:
+        signal.signal(sig, self._previous[sig])
     if not self.received:
       self.received = signal.Signals(signum).name
       again = " (send it again to stop at once)" if signum in self._ESCALATE else ""
       # os.write: a print could land inside another print of the interrupted code.
       os.write(2, f"cnnjax: {self.received}: stopping after this step with a checkpoint"
                   f"{again}\n".encode())
-    for sig in self._ESCALATE:
-      if sig in self._previous:
-        signal.signal(sig, self._previous[sig])
 
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():
