@@ -229,9 +229,9 @@ def main():
 
   if importlib.util.find_spec("torch") is None:
     sys.exit("PyTorch is not installed: pip install -e \".[bench]\"")
-  rounds = 1 if args.profile else args.rounds
+  n_rounds = 1 if args.profile else args.rounds
   print(f"{cpu_model()}, {os.cpu_count()} CPU cores; --steps {args.steps}, median of "
-        f"{args.repeats} timings in each of {rounds} rounds\n")
+        f"{args.repeats} timings in each of {n_rounds} rounds\n")
   header = ("| network | framework | devices | batch | images/s | first step s | eval 10k s "
             "| peak RSS MiB | cnnjax / PyTorch |")
   print(header)
@@ -239,7 +239,7 @@ def main():
   goals = []
   for name in args.models.split(","):
     rounds = [{fw: run_worker(fw, name, args) for fw in ("cnnjax", "torch")}
-              for _ in range(rounds)]
+              for _ in range(n_rounds)]
     results = {fw: _median_round([r[fw] for r in rounds]) for fw in ("cnnjax", "torch")}
     # Each round's two processes ran back to back: the median of their ratios is what
     # is least moved by the machine's speed drifting between rounds.
