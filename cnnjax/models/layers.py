@@ -40,16 +40,6 @@ def max_pool(x: jax.Array, window) -> jax.Array:
   return x
 
 
-def same_pads(kernel: Sequence[int], padding) -> tuple[tuple[int, int], ...]:
-  """(low, high) zero padding per spatial axis, as `nn.Conv` pads for stride 1: "SAME",
-  "VALID", or one size per axis on both sides."""
-  if padding == "SAME":
-    return tuple(((k - 1) // 2, k // 2) for k in kernel)
-  if padding == "VALID":
-    return tuple((0, 0) for _ in kernel)
-  return tuple((p, p) for p in padding)
-
-
 def _patches(a: jax.Array, kernel: Sequence[int], pads) -> jax.Array:
   """(C, *spatial, B) -> (kernel positions x C, *out, B): the shifted slices of the padded
   input, stacked along the first axis in the order of a reshaped (*kernel, C, F) kernel.
@@ -121,7 +111,12 @@ class BatchLastConv(nn.Module):
   def __call__(self, a: jax.Array) -> jax.Array:
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
                         (*self.kernel_size, a.shape[0], self.features), jnp.float32)
-    pads = same_pads(self.kernel_size, self.padding)
+    if isinstance(self.padding, str):  # "SAME" or "VALID", as nn.Conv pads them.
+      ones = (1,) * len(self.kernel_size)
+      pads = jax.lax.padtype_to_pads(a.shape[1:-1], self.kernel_size, ones, self.padding)
+    else:  # One size per axis, on both sides.
+      pads = [(p, p) for p in self.padding]
+    pads = tuple(map(tuple, pads))  # Hashable: a static argument of batch_last_conv.
     y = batch_last_conv(a.astype(self.dtype), kernel.astype(self.dtype), pads)
     if self.use_bias:
       bias = self.param("bias", nn.initializers.zeros_init(), (self.features,), jnp.float32)
