@@ -12,11 +12,10 @@ from cnnjax.errors import CnnjaxError
 from cnnjax.exp import launchers  # Names only: each launcher imports its engine when made.
 
 
-def _overrides(args, extra: list[str]) -> dict[str, str]:
-  """The command's --config.FIELD=VALUE overrides (and the older --set FIELD=VALUE)."""
+def _overrides(extra: list[str]) -> dict[str, str]:
+  """The command's --config.FIELD=VALUE overrides."""
   from cnnjax import config as config_lib
-  pairs = [f"--config.{pair}" for pair in getattr(args, "set", None) or []]
-  return config_lib.command_line_overrides(pairs + extra)
+  return config_lib.command_line_overrides(extra)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,7 +53,6 @@ def _parser() -> argparse.ArgumentParser:
   repro = sub.add_parser("reproduce", help="train a run again and compare its metrics")
   repro.add_argument("run")
   repro.add_argument("--workdir", help="default: RUN-repro")
-  repro.add_argument("--set", action="append", help=argparse.SUPPRESS)
 
   viz = commands.add_parser("viz", help="PNGs of a trained run: filters, feature maps, "
                             "confusion matrix, mistakes, learning curves")
@@ -87,7 +85,6 @@ def _parser() -> argparse.ArgumentParser:
       "(train on them with --config.data.source=array_record --config.data.dir=OUTPUT)")
   convert.add_argument("--config", required=True, help="a config file naming the data set")
   convert.add_argument("--output", required=True, help="folder to write")
-  convert.add_argument("--set", action="append", help=argparse.SUPPRESS)
   convert.add_argument("--shard-examples", type=int, default=100_000,
                        help="examples per ArrayRecord file")
 
@@ -108,7 +105,6 @@ def _parser() -> argparse.ArgumentParser:
   sweep.add_argument("--dry-run", action="store_true", help="list the points only")
   sweep.add_argument("--seeds", type=int, default=0, metavar="N",
                      help="repeat every point with seeds 0..N-1 (config.seed)")
-  sweep.add_argument("--set", action="append", help=argparse.SUPPRESS)
   return parser
 
 
@@ -143,7 +139,7 @@ def _convert(args, extra) -> int:
   from cnnjax import config as config_lib, data
   from cnnjax.data import arrayrecord
   # Every example: the config that trains on the converted set holds out its own split.
-  config = config_lib.load(args.config, {**_overrides(args, extra),
+  config = config_lib.load(args.config, {**_overrides(extra),
                                          "data.validation_examples": 0, "data.train_examples": 0})
   dataset = data.load(config.data)
   folder = arrayrecord.convert(dataset, Path(args.output), args.shard_examples)
@@ -164,7 +160,7 @@ def _sweep(args, extra) -> int:
     from cnnjax.exp import hyper
     points = hyper.with_seeds(points, args.seeds)
   root = Path(args.root or f"runs/{Path(args.experiment).stem}")
-  overrides = _overrides(args, extra)
+  overrides = _overrides(extra)
   if args.dry_run:
     for point in points:
       sweep.point_config(experiment.base, point, overrides)  # Bad fields fail here, before training.
@@ -203,7 +199,7 @@ def _run(args, extra) -> int:
     return 0
   if args.command == "eval":
     from cnnjax.viz.report import evaluate_on, format_eval
-    print(format_eval(evaluate_on(args.run, _overrides(args, extra), args.checkpoint)))
+    print(format_eval(evaluate_on(args.run, _overrides(extra), args.checkpoint)))
     return 0
   if args.command == "sweep":
     return _sweep(args, extra)
@@ -220,7 +216,7 @@ def _run(args, extra) -> int:
     print(plot_runs(args.runs, args.metric, args.output))
     return 0
   from cnnjax.exp import reproduce
-  report = reproduce.reproduce(args.run, args.workdir, _overrides(args, extra))
+  report = reproduce.reproduce(args.run, args.workdir, _overrides(extra))
   print(reproduce.format_report(report))
   return 0 if report["exact"] else 1
 
