@@ -78,20 +78,19 @@ class _StopSignal:
 
 # One compilation each, where running eagerly compiles every op on its first use.
 _compute = jax.jit(lambda metrics: metrics.compute())
-_merge = jax.jit(lambda total, metrics: total.merge(metrics))
 
 
 def evaluate(dmap: parallel.DeviceMap, rstate, images, labels, batch_size: int,
              split: str = "test") -> dict:
   """`{split}_loss` and `{split}_accuracy` over every example exactly once (padding is
   masked out), and `{split}_examples`."""
-  total = None
+  total = dmap.replicate(steps.EvalMetrics.empty())
   global_batch = -(-batch_size // dmap.global_n) * dmap.global_n
   share = distributed.process_slice(global_batch)  # The only examples this process reads.
   for batch in pipeline.eval_batches(images, labels, global_batch, share):
-    m = dmap.unreplicate(dmap.eval_step(rstate, dmap.split(batch)))
-    total = m if total is None else _merge(total, m)
+    total = dmap.eval_step(rstate, total, dmap.split(batch))
     pause_point("eval")
+  total = dmap.unreplicate(total)
   values = _compute(total)
   return {f"{split}_loss": float(values["loss"]), f"{split}_accuracy": float(values["accuracy"]),
           f"{split}_examples": int(total.accuracy.count)}

@@ -52,13 +52,17 @@ def _train_and_accumulate(state, metrics, batch, **kwargs):
   return state, metrics.merge(step_metrics)
 
 
+def _eval_and_accumulate(state, metrics, batch, **kwargs):
+  return metrics.merge(steps.eval_step(state, batch, **kwargs))
+
+
 def _step_functions(config, num_classes: int):
   train = functools.partial(
       _train_and_accumulate, num_classes=num_classes, label_smoothing=config.label_smoothing,
       mean=config.data.mean, std=config.data.std, augment_shift=config.data.augment_shift,
       augment_rotate=config.data.augment_rotate, augment_scale=config.data.augment_scale,
       axis_name=AXIS)
-  evaluate = functools.partial(steps.eval_step, mean=config.data.mean, std=config.data.std,
+  evaluate = functools.partial(_eval_and_accumulate, mean=config.data.mean, std=config.data.std,
                                axis_name=AXIS)
   return train, evaluate
 
@@ -69,7 +73,8 @@ class DeviceMap:
   `train_step(state, metrics, batch)` returns the new state and the metrics merged with
   this step's (they accumulate on the devices: the host does not wait for a step, except
   on simulated CPU devices, see `host_devices`);
-  `eval_step(state, batch)` returns the batch's eval metrics.
+  `eval_step(state, metrics, batch)` returns the eval metrics merged with the batch's, so
+  an evaluation reads its result from the devices once.
   """
 
   def __init__(self, mode: str, devices, config, num_classes: int):
@@ -90,7 +95,8 @@ class DeviceMap:
       # With several processes pmap spans every process's local devices.
       pmap_devices = self.devices if self.processes == 1 else None
       self._train_step = jax.pmap(train, axis_name=AXIS, devices=pmap_devices, donate_argnums=(0, 1))
-      self._eval_step = jax.pmap(evaluate, axis_name=AXIS, devices=pmap_devices)
+      self._eval_step = jax.pmap(evaluate, axis_name=AXIS, devices=pmap_devices,
+                                 donate_argnums=(1,))
     else:
       # Outputs are replicated because the steps reduce over AXIS (pmean, all_gather in
       # CLU, BatchNorm); JAX cannot infer that through CLU's gather, so the check is off
@@ -99,15 +105,15 @@ class DeviceMap:
           f, mesh=self.mesh, in_specs=(P(),) * (n_in - 1) + (P(AXIS),), out_specs=P(),
           check_vma=False)
       self._train_step = jax.jit(sharded(train, 3), donate_argnums=(0, 1))
-      self._eval_step = jax.jit(sharded(evaluate, 2))
+      self._eval_step = jax.jit(sharded(evaluate, 3), donate_argnums=(1,))
 
   def train_step(self, state, metrics, batch):
     if self.host_devices:
       jax.block_until_ready(metrics)  # The previous step first (see host_devices).
     return self._train_step(state, metrics, batch)
 
-  def eval_step(self, state, batch):
-    metrics = self._eval_step(state, batch)
+  def eval_step(self, state, metrics, batch):
+    metrics = self._eval_step(state, metrics, batch)
     return jax.block_until_ready(metrics) if self.host_devices else metrics
 
   def replicate(self, tree):
