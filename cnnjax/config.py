@@ -73,7 +73,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.augment_shift = 0  # Random translation by up to this many pixels; 0 = off.
   c.data.augment_rotate = 0.0  # 2-D images: random rotation by up to this many degrees.
   c.data.augment_scale = 0.0  # 2-D images: random zoom by a factor in [1 - s, 1 + s].
-  c.data.eval_batch_size = 1000  # Global; the last batch is padded and masked.
+  # Global; the last batch is padded and masked. Small enough that a CPU keeps a batch's
+  # activations in cache (larger batches evaluate slower there; docs/performance.md).
+  c.data.eval_batch_size = 256
   c.data.image_size = (0, 0)  # Image folders: (height, width) to resize to; (0, 0) = as stored.
   c.data.channels = 3  # Image folders: 1 (grayscale) or 3 (RGB).
   # Streaming sources (array_record): batches are read ahead of the step by Grain, with
