@@ -30,7 +30,7 @@ def _build(config_name, overrides=None, input_shape=(28, 28, 1)):
     ("mnist_talk.py", {"model.conv_features": (8, 16, 32)}, 8_778, 0),  # a third block
     ("mnist.py", None, 421_738, 192),
     ("mnist_mlp.py", None, 235_146, 0),
-    ("mnist_fast.py", None, 206_922, 0),   # 160 + 4,640 + 200,832 + 1,290
+    ("mnist_fast.py", None, 103_042, 48),  # 72 + 16 + 1,152 + 32 + 100,480 + 1,290 (BN: no conv bias)
 ])
 def test_exact_parameter_counts(config_name, overrides, params, stats):
   model, variables = _build(config_name, overrides)
@@ -89,12 +89,12 @@ def test_batch_last_layout_computes_the_same_network(config_name, overrides, inp
 
 
 def test_auto_layout_puts_small_blocks_batch_last_on_a_cpu():
-  picks = lambda name: [cnn.block_batch_last("auto", c, (3, 3), f)
-                        for c, f in zip((1, *_config(name).model.conv_features),
-                                        _config(name).model.conv_features)]
-  assert picks("mnist_talk.py") == [True, True]  # 1x9 -> 8, 8x9 -> 16
-  assert picks("mnist_fast.py") == [True, False]  # 16x9 = 144 inputs per output
-  assert picks("mnist.py") == [False, False]  # 32 features
+  picks = lambda features: [cnn.block_batch_last("auto", c, (3, 3), f)
+                            for c, f in zip((1, *features), features)]
+  config = lambda name: _config(name).model.conv_features
+  assert picks(config("mnist_talk.py")) == picks(config("mnist_fast.py")) == [True, True]  # 1x9 -> 8, 8x9 -> 16
+  assert picks((16, 32)) == [True, False]  # 16x9 = 144 inputs per output
+  assert picks(config("mnist.py")) == [False, False]  # 32 features
   assert not cnn.block_batch_last("batch_first", 1, (3, 3), 8)
   assert cnn.block_batch_last("batch_last", 512, (3, 3), 512)
 
@@ -172,12 +172,10 @@ def test_bfloat16_compute_keeps_float32_parameters_and_logits():
 
 def test_pool_first_without_batchnorm_is_the_same_function():
   """ReLU and max pooling commute, so pooling first changes only the cost."""
-  _, variables = _build("mnist_fast.py")
+  no_bn = {"model.batch_norm": False, "model.pool_first": True}
+  pooled_first, variables = _build("mnist_fast.py", no_bn)
+  pooled_last, _ = _build("mnist_fast.py", {**no_bn, "model.pool_first": False})
   x = jax.random.normal(jax.random.key(1), (4, 28, 28, 1))
-  pooled_first = models.build(config_lib.load(str(ROOT / "configs/mnist_fast.py")).model, 10,
-                              (28, 28, 1))
-  pooled_last = models.build(config_lib.load(str(ROOT / "configs/mnist_fast.py"),
-                                             {"model.pool_first": False}).model, 10, (28, 28, 1))
   np.testing.assert_array_equal(pooled_first.apply(variables, x), pooled_last.apply(variables, x))
 
 
