@@ -1,7 +1,7 @@
 """Training and eval throughput of cnnjax against PyTorch eager, side by side.
 
   pip install -e ".[bench]"            # adds PyTorch's CPU build
-  python benchmarks/throughput.py [--models talk,default] [--steps 30] [--repeats 5]
+  python benchmarks/throughput.py [--models talk,default] [--steps N] [--repeats 5]
 
 The networks: "talk" is configs/mnist_talk.py (batch 128, SGD with momentum), "default"
 is configs/mnist.py (BatchNorm, dropout, random shifts, label smoothing, AdamW); the
@@ -15,6 +15,8 @@ The last lines give each goal's ratio and whether it is met.
 Each framework runs --rounds times, alternating (cnnjax, PyTorch, cnnjax, ...), since a
 machine's speed drifts; the table gives medians over rounds and the ratio is the median of
 each round's ratio. Columns: images/second = median of --repeats timings of --steps steps
+(by default each network's STEPS, about 1-2 s of training: shorter timings move with the
+machine's noise)
 after warm-up;
 first step = seconds of the first step (compilation, for cnnjax); eval = seconds to
 evaluate 10,000 test images (median of 3, after warm-up); peak RSS of the process.
@@ -38,6 +40,7 @@ from cnnjax.runs.records import cpu_model
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = {"talk": "configs/mnist_talk.py", "default": "configs/mnist.py"}
+STEPS = {"talk": 300, "default": 60}  # Steps per timing unless --steps.
 TRAIN, TEST = 60_000, 10_000
 # The goals, as ratios measured in one run: training images/s of cnnjax over PyTorch eager
 # at least this; eval time of cnnjax over PyTorch's below this.
@@ -184,7 +187,8 @@ def torch_worker(name: str, steps: int, repeats: int, device: str = "cpu") -> di
 
 
 def run_worker(framework: str, name: str, args) -> dict:
-  cmd = [sys.executable, __file__, "--worker", f"{framework}:{name}", "--steps", str(args.steps),
+  steps = args.steps or STEPS[name]
+  cmd = [sys.executable, __file__, "--worker", f"{framework}:{name}", "--steps", str(steps),
          "--repeats", str(args.repeats), "--profile", args.profile,
          "--torch-device", args.torch_device]
   out = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent)
@@ -207,7 +211,8 @@ def _median_round(results: list[dict]) -> dict:
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--models", default="talk,default")
-  parser.add_argument("--steps", type=int, default=60, help="steps per timing")
+  parser.add_argument("--steps", type=int, default=0,
+                      help="steps per timing (default: talk 300, default 60)")
   parser.add_argument("--repeats", type=int, default=5, help="timings; the median is reported")
   parser.add_argument("--rounds", type=int, default=3,
                       help="processes per framework, run alternately; medians are reported")
@@ -230,7 +235,8 @@ def main():
   if importlib.util.find_spec("torch") is None:
     sys.exit("PyTorch is not installed: pip install -e \".[bench]\"")
   n_rounds = 1 if args.profile else args.rounds
-  print(f"{cpu_model()}, {os.cpu_count()} CPU cores; --steps {args.steps}, median of "
+  steps = args.steps or ", ".join(f"{n} {STEPS[n]}" for n in args.models.split(","))
+  print(f"{cpu_model()}, {os.cpu_count()} CPU cores; steps per timing: {steps}; median of "
         f"{args.repeats} timings in each of {n_rounds} rounds\n")
   header = ("| network | framework | devices | batch | images/s | first step s | eval 10k s "
             "| peak RSS MiB | cnnjax / PyTorch |")
