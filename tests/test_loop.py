@@ -67,22 +67,27 @@ def test_same_config_and_seed_give_identical_metrics(finished_run, tmp_path):
   assert _metrics(tmp_path / "again") == _metrics(workdir)
 
 
-def test_sigterm_mid_epoch_then_resume_equals_uninterrupted(finished_run, tmp_path, monkeypatch):
+# Epoch 2 after five steps (22), or with the last batch of epoch 1 (16 steps per epoch): the
+# run stops after that epoch's evaluation, which the resumed run must not lose.
+@pytest.mark.parametrize("epoch, batch, step", [(1, 5, 22), (0, 15, 16)])
+def test_sigterm_then_resume_equals_uninterrupted(finished_run, tmp_path, monkeypatch, epoch,
+                                                  batch, step):
   config, reference, _ = finished_run
   workdir = tmp_path / "interrupted"
   original = pipeline.train_batches
 
   def signalled_batches(*args, **kwargs):
-    for i, batch in enumerate(original(*args, **kwargs)):
-      if i == 5 and args[4] == 1:  # Epoch 2, after five steps.
+    for i, item in enumerate(original(*args, **kwargs)):
+      if i == batch and args[4] == epoch:
         os.kill(os.getpid(), signal.SIGTERM)
-      yield batch
+      yield item
 
   monkeypatch.setattr(pipeline, "train_batches", signalled_batches)
-  with pytest.raises(loop.Interrupted, match="SIGTERM at step 22"):
+  with pytest.raises(loop.Interrupted, match=f"SIGTERM at step {step}:"):
     loop.train_and_evaluate(config, workdir)
   summary = json.loads((workdir / "summary.json").read_text())
   assert summary["status"] == "interrupted" and summary["epochs"] == 1
+  assert latest_checkpoint(workdir)[0] == step
   monkeypatch.setattr(pipeline, "train_batches", original)
 
   resumed = loop.train_and_evaluate(config, workdir)

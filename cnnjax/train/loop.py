@@ -185,21 +185,23 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
         epoch_start, epoch_start_step = time.time(), step
         rstate, rmetrics, step = _train_epoch(run, dmap, rstate, rmetrics, epoch, step,
                                               stop, progress, ckpts, summary, clock)
-        if not periodic.itstime(step, periods.eval_every, periods.total_steps):
+        if periodic.itstime(step, periods.eval_every, periods.total_steps):
+          record = _evaluation_record(run, dmap, rstate, rmetrics, step, epoch_start,
+                                      epoch_start_step, lr_schedule, ckpts, clock)
+          metrics_log.write(record)
+          write_summary(workdir / "summary.json", summarize())
+          print(f"epoch {record['epoch']}/{config.num_epochs}  " + _epoch_line(record), flush=True)
+          rmetrics = dmap.replicate(steps.TrainMetrics.empty())
+          score = selection_score(record, run.rule)
+          is_selected, best = score > best, max(best, score)
+          if is_selected or periodic.itstime(step, periods.checkpoint_every, periods.total_steps):
+            ckpts.save(step, dmap.unreplicate({"state": rstate, "epoch_metrics": rmetrics}),
+                       selected=is_selected)
+            pause_point("checkpoint")
+        else:  # Train metrics keep accumulating until the next evaluation.
           clock.train += time.time() - epoch_start
-          continue  # Train metrics keep accumulating until the next evaluation.
-        record = _evaluation_record(run, dmap, rstate, rmetrics, step, epoch_start,
-                                    epoch_start_step, lr_schedule, ckpts, clock)
-        metrics_log.write(record)
-        write_summary(workdir / "summary.json", summarize())
-        print(f"epoch {record['epoch']}/{config.num_epochs}  " + _epoch_line(record), flush=True)
-        rmetrics = dmap.replicate(steps.TrainMetrics.empty())
-        score = selection_score(record, run.rule)
-        is_selected, best = score > best, max(best, score)
-        if is_selected or periodic.itstime(step, periods.checkpoint_every, periods.total_steps):
-          ckpts.save(step, dmap.unreplicate({"state": rstate, "epoch_metrics": rmetrics}),
-                     selected=is_selected)
-          pause_point("checkpoint")
+        if stop.received:  # Seen at the epoch's last step: stopped after its evaluation.
+          _interrupt(dmap, rstate, rmetrics, step, ckpts, stop)
       summary.update(_summary_metrics(metrics_log.records, run.batch_size, run.rule),
                      **_test_results(dmap, rstate, ckpts, run.dataset, config.data.eval_batch_size))
       print(f"test accuracy {summary['test_accuracy']:.4f} (model of epoch "
@@ -284,8 +286,8 @@ def _train_epoch(run: _Run, dmap, rstate, rmetrics, epoch: int, step: int, stop:
                  progress: periodic.ProgressLine, ckpts: Checkpoints, summary: dict,
                  clock: _Clock):
   """The steps of `epoch` from `step` on: (state, metrics accumulated, step). Sets
-  summary["startup_seconds"] at this session's first step; on a stop signal saves a
-  checkpoint and raises Interrupted."""
+  summary["startup_seconds"] at this session's first step; on a stop signal before the
+  epoch's last step saves a checkpoint and raises Interrupted."""
   spe = run.periods.steps_per_epoch
   progress.restart(step)
   share = distributed.process_slice(run.padded_batch)  # The only examples this process reads.
@@ -298,14 +300,20 @@ def _train_epoch(run: _Run, dmap, rstate, rmetrics, epoch: int, step: int, stop:
       jax.block_until_ready(rmetrics)
       summary["startup_seconds"] = time.time() - clock.start
     pause_point("step")
-    if stop.received:
-      saved = dmap.unreplicate({"state": rstate, "epoch_metrics": rmetrics})
-      _check_finite(_compute(saved["epoch_metrics"]), ckpts)
-      ckpts.save(step, saved, selected=False)
-      raise Interrupted(f"{stop.received} at step {step}: checkpoint saved; run the same "
-                        f"command to resume")
+    if stop.received and step % spe:  # At the epoch's end, `_train` evaluates first.
+      _interrupt(dmap, rstate, rmetrics, step, ckpts, stop)
     progress(step)
   return rstate, rmetrics, step
+
+
+def _interrupt(dmap, rstate, rmetrics, step: int, ckpts: Checkpoints, stop: _StopSignal):
+  """Saves the checkpoint of `step` (unless the loop just did) and raises Interrupted."""
+  if ckpts.latest_step() != step:
+    saved = dmap.unreplicate({"state": rstate, "epoch_metrics": rmetrics})
+    _check_finite(_compute(saved["epoch_metrics"]), ckpts)
+    ckpts.save(step, saved, selected=False)
+  raise Interrupted(f"{stop.received} at step {step}: checkpoint saved; run the same "
+                    f"command to resume")
 
 
 def _evaluation_record(run: _Run, dmap, rstate, rmetrics, step: int, epoch_start: float,
