@@ -5,25 +5,28 @@
 
 The networks: "talk" is configs/mnist_talk.py (batch 128, SGD with momentum), "default"
 is configs/mnist.py (BatchNorm, dropout, random shifts, label smoothing, AdamW); the
-PyTorch twins are in benchmarks/torch_reference.py. Each (framework, network) runs in a
-process of its own, one after another, on MNIST-shaped random pixels (throughput does
-not depend on the values). cnnjax goes through its real train step (DeviceMap, host
-batches from the in-memory pipeline, metrics accumulated on the device).
+PyTorch twins are in benchmarks/torch_reference.py, trained and evaluated in batches of
+the sizes in cnnjax's config (batch_size, data.eval_batch_size). Each framework runs in a
+process of its own on MNIST-shaped random pixels (throughput does not depend on the
+values). cnnjax goes through its real train step (DeviceMap, host batches from the
+in-memory pipeline, metrics accumulated on the device).
 
 The last lines give each goal's ratio and whether it is met.
 
-Each framework runs --rounds times, alternating (cnnjax, PyTorch, cnnjax, ...), since a
-machine's speed drifts; the table gives medians over rounds and the ratio is the median of
-each round's ratio. Columns: images/second = median of --repeats timings of --steps steps
-(by default each network's STEPS, about 1-2 s of training: shorter timings move with the
-machine's noise)
-after warm-up;
-first step = seconds of the first step (compilation, for cnnjax); eval = seconds to
-evaluate 10,000 test images (median of 3, after warm-up); peak RSS of the process.
+A machine's speed drifts, within seconds on a shared VM, so the two frameworks are timed
+in pairs: both processes start (one after the other) and wait; then each timing of
+cnnjax is followed at once by one of PyTorch, --repeats times, while the other process
+sleeps. A pair's ratio compares the two frameworks at nearly the same moment; the ratio
+reported is the median over all pairs of all --rounds (each round starts both processes
+afresh). Columns: images/second = median of the timings of --steps steps (by default each
+network's STEPS, about 1-2 s of training); first step = seconds of the first step
+(compilation, for cnnjax); eval = seconds to evaluate 10,000 test images (median, after
+a warm-up evaluation), timed in pairs too; peak RSS of the process.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -31,8 +34,10 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -59,26 +64,41 @@ def _peak_rss_mib() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _median_rate(run_steps, steps: int, batch: int, repeats: int) -> float:
-  rates = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    run_steps(steps)
-    rates.append(steps * batch / (time.perf_counter() - start))
-  return statistics.median(rates)
+def _seconds(fn, *args) -> float:
+  start = time.perf_counter()
+  fn(*args)
+  return time.perf_counter() - start
 
 
-def _median_seconds(fn, repeats: int = 3) -> float:
-  fn()  # Warm-up (compiles the eval step).
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+@dataclasses.dataclass
+class Worker:
+  """A network ready to time: run_steps(n) trains n steps and waits for them, evaluate()
+  evaluates the 10,000 test images, profile(folder) traces steps (cnnjax only)."""
+  run_steps: Callable[[int], None]
+  evaluate: Callable[[], object]
+  profile: Callable[[str], None] | None
+  info: dict  # first_step_seconds, batch, devices
 
 
-def jax_worker(name: str, steps: int, repeats: int, profile: str = "") -> dict:
+def serve(worker: Worker, steps: int) -> None:
+  """Answers the parent's commands on stdin with one JSON line each: "train" (seconds of
+  `steps` steps), "eval" (seconds of one evaluation), "profile DIR", "quit" (peak RSS)."""
+  print(json.dumps(worker.info), flush=True)
+  for line in sys.stdin:
+    command, *arg = line.split()
+    if command == "quit":
+      break
+    if command == "train":
+      reply = {"seconds": _seconds(worker.run_steps, steps)}
+    elif command == "eval":
+      reply = {"seconds": _seconds(worker.evaluate)}
+    else:
+      reply = {"profiled": worker.profile(arg[0])}
+    print(json.dumps(reply), flush=True)
+  print(json.dumps({"peak_rss_mib": _peak_rss_mib()}), flush=True)
+
+
+def jax_worker(name: str, steps: int) -> Worker:
   import jax
 
   from cnnjax import config as config_lib, models, runtime
@@ -112,17 +132,16 @@ def jax_worker(name: str, steps: int, repeats: int, profile: str = "") -> dict:
       carry[:] = dmap.train_step(*carry, dmap.split(batch))
     jax.block_until_ready(carry)
 
-  start = time.perf_counter()
-  run_steps(1)
-  first = time.perf_counter() - start
+  first = _seconds(run_steps, 1)
   run_steps(10)
-  rate = _median_rate(run_steps, steps, config.batch_size, repeats)
-  eval_seconds = _median_seconds(lambda: loop.evaluate(
-      dmap, carry[0], test_images, test_labels, config.data.eval_batch_size))
-  if profile:
-    _profile(run_steps, steps, Path(profile) / name)
-  return {"images_per_second": rate, "first_step_seconds": first, "eval_seconds": eval_seconds,
-          "batch": config.batch_size, "devices": f"{len(devices)} {devices[0].platform}"}
+  evaluate = lambda: loop.evaluate(dmap, carry[0], test_images, test_labels,
+                                   config.data.eval_batch_size)
+  evaluate()  # Compiles the eval step.
+  profile = lambda folder: _profile(run_steps, steps, Path(folder) / name)
+  return Worker(run_steps, evaluate, profile, {
+      "first_step_seconds": first, "batch": config.batch_size,
+      "eval_batch": config.data.eval_batch_size,
+      "devices": f"{len(devices)} {devices[0].platform}"})
 
 
 def _profile(run_steps, steps: int, folder: Path, top: int = 12) -> None:
@@ -148,7 +167,9 @@ def _profile(run_steps, steps: int, folder: Path, top: int = 12) -> None:
     print(f"  {micros / steps / 1000:7.3f}  {op}", file=sys.stderr)
 
 
-def torch_worker(name: str, steps: int, repeats: int, device: str = "cpu") -> dict:
+def torch_worker(name: str, batch: int, eval_batch: int, device: str = "cpu") -> Worker:
+  """PyTorch's twin of `name`, trained and evaluated in batches of the sizes cnnjax's
+  config uses."""
   import torch
 
   sys.path.insert(0, str(HERE))
@@ -163,7 +184,7 @@ def torch_worker(name: str, steps: int, repeats: int, device: str = "cpu") -> di
   x_all = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(device)
   y_all = torch.from_numpy(labels.astype(np.int64)).to(device)
   generator = torch.Generator().manual_seed(0)
-  batch, position = 128, [0]
+  position = [0]
 
   def run_steps(n):
     for _ in range(n):
@@ -174,38 +195,77 @@ def torch_worker(name: str, steps: int, repeats: int, device: str = "cpu") -> di
       position[0] += batch
     sync()
 
-  start = time.perf_counter()
-  run_steps(1)
-  first = time.perf_counter() - start
+  first = _seconds(run_steps, 1)
   run_steps(10)
-  rate = _median_rate(run_steps, steps, batch, repeats)
-  eval_seconds = _median_seconds(lambda: ref.accuracy(model, test_images, test_labels,
-                                                      device=device))
+  evaluate = lambda: ref.accuracy(model, test_images, test_labels, eval_batch, device)
+  evaluate()
   where = f"{torch.get_num_threads()} CPU threads" if device == "cpu" else device
-  return {"images_per_second": rate, "first_step_seconds": first, "eval_seconds": eval_seconds,
-          "batch": batch, "devices": where}
+  return Worker(run_steps, evaluate, None, {
+      "first_step_seconds": first, "batch": batch, "devices": where})
 
 
-def run_worker(framework: str, name: str, args) -> dict:
+class Process:
+  """A worker process (`serve`), driven over its stdin and stdout; its stderr goes to a
+  temporary file, shown if it fails."""
+
+  def __init__(self, framework: str, name: str, args, *options: str):
+    self.label = f"{framework}:{name}"
+    self.log = tempfile.TemporaryFile("w+")
+    cmd = [sys.executable, __file__, "--worker", self.label, "--steps",
+           str(args.steps or STEPS[name]), "--torch-device", args.torch_device, *options]
+    self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=self.log, text=True, cwd=HERE.parent)
+    self.info = self._reply()  # Set up, compiled and warmed up.
+
+  def _reply(self) -> dict:
+    for line in self.proc.stdout:
+      if line.startswith("{"):
+        return json.loads(line)
+    self.proc.wait()
+    sys.exit(f"{self.label} failed (exit {self.proc.returncode}):\n{self.stderr()[-3000:]}")
+
+  def ask(self, command: str) -> dict:
+    self.proc.stdin.write(command + "\n")
+    self.proc.stdin.flush()
+    return self._reply()
+
+  def stderr(self) -> str:
+    self.log.seek(0)
+    return self.log.read()
+
+
+PAUSE = 0.1  # Seconds between timings: the idle process's threads stop spinning.
+
+
+def run_round(name: str, args) -> dict:
+  """Starts both frameworks' processes, one after the other (PyTorch's with the batch
+  sizes of cnnjax's config), then times them in pairs (the order alternating); per
+  framework: the timings, first step, peak RSS."""
+  jax_process = Process("cnnjax", name, args)
+  batches = ("--batch", str(jax_process.info["batch"]),
+             "--eval-batch", str(jax_process.info["eval_batch"]))
+  procs = {"cnnjax": jax_process, "torch": Process("torch", name, args, *batches)}
+  out = {fw: {**p.info, "rates": [], "evals": []} for fw, p in procs.items()}
   steps = args.steps or STEPS[name]
-  cmd = [sys.executable, __file__, "--worker", f"{framework}:{name}", "--steps", str(steps),
-         "--repeats", str(args.repeats), "--profile", args.profile,
-         "--torch-device", args.torch_device]
-  out = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent)
-  if args.profile and framework == "cnnjax":
-    print("\n".join(l for l in out.stderr.splitlines() if l.startswith(("XLA", "  "))), file=sys.stderr)
-  lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
-  if out.returncode or not lines:
-    sys.exit(f"{framework}:{name} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
-  return json.loads(lines[-1])
-
-
-def _median_round(results: list[dict]) -> dict:
-  """Per column, the median over rounds."""
-  out = dict(results[0])
-  for key in ("images_per_second", "first_step_seconds", "eval_seconds", "peak_rss_mib"):
-    out[key] = statistics.median(r[key] for r in results)
+  for i in range(args.repeats + EVALS):
+    for fw in FRAMEWORKS if i % 2 == 0 else FRAMEWORKS[::-1]:
+      time.sleep(PAUSE)
+      if i < args.repeats:
+        out[fw]["rates"].append(steps * out[fw]["batch"] / procs[fw].ask("train")["seconds"])
+      else:
+        out[fw]["evals"].append(procs[fw].ask("eval")["seconds"])
+  if args.profile:
+    procs["cnnjax"].ask(f"profile {args.profile}")
+    print("\n".join(l for l in procs["cnnjax"].stderr().splitlines()
+                    if l.startswith(("XLA", "  "))), file=sys.stderr)
+  for fw, p in procs.items():
+    out[fw]["peak_rss_mib"] = p.ask("quit")["peak_rss_mib"]
+    p.proc.wait()
   return out
+
+
+FRAMEWORKS = ("cnnjax", "torch")
+EVALS = 3  # Paired eval timings per round.
 
 
 def main():
@@ -213,50 +273,55 @@ def main():
   parser.add_argument("--models", default="talk,default")
   parser.add_argument("--steps", type=int, default=0,
                       help="steps per timing (default: talk 300, default 60)")
-  parser.add_argument("--repeats", type=int, default=5, help="timings; the median is reported")
+  parser.add_argument("--repeats", type=int, default=5,
+                      help="paired training timings per round")
   parser.add_argument("--rounds", type=int, default=3,
-                      help="processes per framework, run alternately; medians are reported")
+                      help="times both processes are started afresh; medians are over all "
+                           "rounds' timings")
   parser.add_argument("--profile", metavar="DIR", default="",
                       help="also trace cnnjax's steps into DIR/<network> and print the "
                            "slowest XLA operations (one round)")
   parser.add_argument("--torch-device", default="cpu",
                       help="where PyTorch trains: cpu, or cuda beside cnnjax on a GPU")
   parser.add_argument("--worker", help=argparse.SUPPRESS)
+  parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
+  parser.add_argument("--eval-batch", type=int, help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
     framework, name = args.worker.split(":")
     if framework == "cnnjax":
-      result = jax_worker(name, args.steps, args.repeats, args.profile)
+      serve(jax_worker(name, args.steps), args.steps)
     else:
-      result = torch_worker(name, args.steps, args.repeats, args.torch_device)
-    print(json.dumps({**result, "peak_rss_mib": _peak_rss_mib()}), flush=True)
+      serve(torch_worker(name, args.batch, args.eval_batch, args.torch_device), args.steps)
     return
 
   if importlib.util.find_spec("torch") is None:
     sys.exit("PyTorch is not installed: pip install -e \".[bench]\"")
   n_rounds = 1 if args.profile else args.rounds
   steps = args.steps or ", ".join(f"{n} {STEPS[n]}" for n in args.models.split(","))
-  print(f"{cpu_model()}, {os.cpu_count()} CPU cores; steps per timing: {steps}; median of "
-        f"{args.repeats} timings in each of {n_rounds} rounds\n")
+  print(f"{cpu_model()}, {os.cpu_count()} CPU cores; steps per timing: {steps}; "
+        f"{args.repeats} paired timings (and {EVALS} of eval) in each of {n_rounds} rounds\n")
   header = ("| network | framework | devices | batch | images/s | first step s | eval 10k s "
             "| peak RSS MiB | cnnjax / PyTorch |")
   print(header)
   print("|" + " --- |" * 9)
   goals = []
   for name in args.models.split(","):
-    rounds = [{fw: run_worker(fw, name, args) for fw in ("cnnjax", "torch")}
-              for _ in range(n_rounds)]
-    results = {fw: _median_round([r[fw] for r in rounds]) for fw in ("cnnjax", "torch")}
-    # Each round's two processes ran back to back: the median of their ratios is what
-    # is least moved by the machine's speed drifting between rounds.
-    ratio = statistics.median(r["cnnjax"]["images_per_second"] / r["torch"]["images_per_second"]
-                              for r in rounds)
-    share = statistics.median(r["cnnjax"]["eval_seconds"] / r["torch"]["eval_seconds"]
-                              for r in rounds)
-    for fw, r in results.items():
-      print(f"| {name} | {'cnnjax' if fw == 'cnnjax' else 'PyTorch eager'} | {r['devices']} "
-            f"| {r['batch']} | {r['images_per_second']:,.0f} | {r['first_step_seconds']:.2f} "
-            f"| {r['eval_seconds']:.3f} | {r['peak_rss_mib']:,.0f} "
+    rounds = [run_round(name, args) for _ in range(n_rounds)]
+    pooled = lambda fw, key: [x for r in rounds for x in r[fw][key]]
+    # A pair's two timings ran one right after the other: their ratio is what the
+    # machine's drifting speed moves least.
+    ratio = statistics.median(c / t for r in rounds
+                              for c, t in zip(r["cnnjax"]["rates"], r["torch"]["rates"]))
+    share = statistics.median(c / t for r in rounds
+                              for c, t in zip(r["cnnjax"]["evals"], r["torch"]["evals"]))
+    for fw in FRAMEWORKS:
+      info = rounds[0][fw]
+      first = statistics.median(r[fw]["first_step_seconds"] for r in rounds)
+      rss = statistics.median(r[fw]["peak_rss_mib"] for r in rounds)
+      print(f"| {name} | {'cnnjax' if fw == 'cnnjax' else 'PyTorch eager'} | {info['devices']} "
+            f"| {info['batch']} | {statistics.median(pooled(fw, 'rates')):,.0f} | {first:.2f} "
+            f"| {statistics.median(pooled(fw, 'evals')):.3f} | {rss:,.0f} "
             f"| {f'{ratio:.2f}x' if fw == 'cnnjax' else ''} |", flush=True)
     kind = "cpu" if args.torch_device == "cpu" else "cuda"
     goal = TRAIN_GOALS[kind].get(name)
