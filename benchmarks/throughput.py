@@ -311,10 +311,11 @@ def main():
     pooled = lambda fw, key: [x for r in rounds for x in r[fw][key]]
     # A pair's two timings ran one right after the other: their ratio is what the
     # machine's drifting speed moves least.
-    ratio = statistics.median(c / t for r in rounds
-                              for c, t in zip(r["cnnjax"]["rates"], r["torch"]["rates"]))
-    share = statistics.median(c / t for r in rounds
-                              for c, t in zip(r["cnnjax"]["evals"], r["torch"]["evals"]))
+    ratios = sorted(c / t for r in rounds
+                    for c, t in zip(r["cnnjax"]["rates"], r["torch"]["rates"]))
+    shares = sorted(c / t for r in rounds
+                    for c, t in zip(r["cnnjax"]["evals"], r["torch"]["evals"]))
+    ratio, share = statistics.median(ratios), statistics.median(shares)
     for fw in FRAMEWORKS:
       info = rounds[0][fw]
       first = statistics.median(r[fw]["first_step_seconds"] for r in rounds)
@@ -326,13 +327,15 @@ def main():
     kind = "cpu" if args.torch_device == "cpu" else "cuda"
     goal = TRAIN_GOALS[kind].get(name)
     if goal:
-      goals.append((f"{name} training images/s, cnnjax / PyTorch", ratio, goal, ">="))
+      goals.append((f"{name} training images/s, cnnjax / PyTorch", ratios, goal, ">="))
     if name in EVAL_GOALS[kind]:
-      goals.append((f"{name} eval seconds, cnnjax / PyTorch", share, EVAL_GOALS[kind][name], "<"))
+      goals.append((f"{name} eval seconds, cnnjax / PyTorch", shares, EVAL_GOALS[kind][name], "<"))
   print()
-  for text, value, goal, op in goals:
+  for text, values, goal, op in goals:
+    value = statistics.median(values)
     met = value >= goal if op == ">=" else value < goal
-    print(f"{text} = {value:.2f} (goal {op} {goal}): {'met' if met else 'not met'}")
+    print(f"{text} = {value:.2f} (median of {len(values)} pairs, {values[0]:.2f}-{values[-1]:.2f}; "
+          f"goal {op} {goal}): {'met' if met else 'not met'}")
 
 
 if __name__ == "__main__":
