@@ -84,13 +84,13 @@ def evaluate(dmap: parallel.DeviceMap, rstate, images, labels, batch_size: int,
              split: str = "test") -> dict:
   """`{split}_loss` and `{split}_accuracy` over every example exactly once (padding is
   masked out), and `{split}_examples`."""
-  total = dmap.replicate(steps.EvalMetrics.empty())
+  total = dmap.eval_metrics()
   global_batch = -(-batch_size // dmap.global_n) * dmap.global_n
   share = distributed.process_slice(global_batch)  # The only examples this process reads.
   for batch in pipeline.eval_batches(images, labels, global_batch, share):
     total = dmap.eval_step(rstate, total, dmap.split(batch))
     pause_point("eval")
-  total = dmap.unreplicate(total)
+  total = dmap.unreplicate(dmap.eval_total(total))
   values = _compute(total)
   return {f"{split}_loss": float(values["loss"]), f"{split}_accuracy": float(values["accuracy"]),
           f"{split}_examples": int(total.accuracy.count)}

@@ -53,7 +53,14 @@ def _train_and_accumulate(state, metrics, batch, **kwargs):
 
 
 def _eval_and_accumulate(state, metrics, batch, **kwargs):
-  return metrics.merge(steps.eval_step(state, batch, **kwargs))
+  """This device's examples only: no collective per batch, so devices do not wait for
+  each other; `DeviceMap.eval_total` combines the devices once at the end."""
+  return metrics.merge(steps.eval_step(state, batch, axis_name=None, **kwargs))
+
+
+def _combine(metrics):
+  """Every device's metrics, merged (CLU's all_gather + reduce): the same on all."""
+  return jax.lax.all_gather(metrics, AXIS).reduce()
 
 
 def _step_functions(config, num_classes: int):
@@ -62,8 +69,7 @@ def _step_functions(config, num_classes: int):
       mean=config.data.mean, std=config.data.std, augment_shift=config.data.augment_shift,
       augment_rotate=config.data.augment_rotate, augment_scale=config.data.augment_scale,
       axis_name=AXIS)
-  evaluate = functools.partial(_eval_and_accumulate, mean=config.data.mean, std=config.data.std,
-                               axis_name=AXIS)
+  evaluate = functools.partial(_eval_and_accumulate, mean=config.data.mean, std=config.data.std)
   return train, evaluate
 
 
@@ -73,8 +79,9 @@ class DeviceMap:
   `train_step(state, metrics, batch)` returns the new state and the metrics merged with
   this step's (they accumulate on the devices: the host does not wait for a step, except
   on simulated CPU devices, see `host_devices`);
-  `eval_step(state, metrics, batch)` returns the eval metrics merged with the batch's, so
-  an evaluation reads its result from the devices once.
+  `eval_step(state, metrics, batch)` merges each device's share of the batch into that
+  device's metrics (from `eval_metrics()`); `eval_total(metrics)` combines the devices
+  once, so an evaluation synchronises the devices and reads its result once.
   """
 
   def __init__(self, mode: str, devices, config, num_classes: int):
@@ -97,6 +104,7 @@ class DeviceMap:
       self._train_step = jax.pmap(train, axis_name=AXIS, devices=pmap_devices, donate_argnums=(0, 1))
       self._eval_step = jax.pmap(evaluate, axis_name=AXIS, devices=pmap_devices,
                                  donate_argnums=(1,))
+      self._combine = jax.pmap(_combine, axis_name=AXIS, devices=pmap_devices)
     else:
       # Outputs are replicated because the steps reduce over AXIS (pmean, all_gather in
       # CLU, BatchNorm); JAX cannot infer that through CLU's gather, so the check is off
@@ -105,16 +113,42 @@ class DeviceMap:
           f, mesh=self.mesh, in_specs=(P(),) * (n_in - 1) + (P(AXIS),), out_specs=P(),
           check_vma=False)
       self._train_step = jax.jit(sharded(train, 3), donate_argnums=(0, 1))
-      self._eval_step = jax.jit(sharded(evaluate, 3), donate_argnums=(1,))
+      # Eval metrics are per device: a leading axis of one per device, sharded.
+      own = lambda tree: jax.tree.map(lambda x: x[0], tree)
+      per_device = jax.shard_map(
+          lambda state, metrics, batch: jax.tree.map(
+              lambda x: x[None], evaluate(state, own(metrics), batch)),
+          mesh=self.mesh, in_specs=(P(), P(AXIS), P(AXIS)), out_specs=P(AXIS))
+      self._eval_step = jax.jit(per_device, donate_argnums=(1,))
+      self._combine = jax.jit(jax.shard_map(
+          lambda metrics: _combine(own(metrics)), mesh=self.mesh, in_specs=P(AXIS),
+          out_specs=P(), check_vma=False))
 
   def train_step(self, state, metrics, batch):
     if self.host_devices:
       jax.block_until_ready(metrics)  # The previous step first (see host_devices).
     return self._train_step(state, metrics, batch)
 
+  def eval_metrics(self):
+    """Empty eval metrics, one for each device (not replicas: each device adds its own)."""
+    empty = steps.EvalMetrics.empty()
+    if self.mode == "pmap":
+      return self.replicate(empty)
+    sharding = NamedSharding(self.mesh, P(AXIS))
+    local = jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (self.n, *np.shape(x))), empty)
+    if self.processes == 1:
+      return jax.device_put(local, sharding)
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local)
+
   def eval_step(self, state, metrics, batch):
-    metrics = self._eval_step(state, metrics, batch)
-    return jax.block_until_ready(metrics) if self.host_devices else metrics
+    # No collective: steps may queue ahead even on simulated CPU devices.
+    return self._eval_step(state, metrics, batch)
+
+  def eval_total(self, metrics):
+    """The devices' eval metrics combined, replicated (read it with `unreplicate`)."""
+    if self.host_devices:
+      jax.block_until_ready(metrics)  # Every device's steps first (see host_devices).
+    return self._combine(metrics)
 
   def replicate(self, tree):
     """A copy of `tree` on every device."""
