@@ -14,8 +14,11 @@ start-up" runs from the launch to the end of cnnjax's first training step (impor
 compiling: the time to target less what the run's records say came after that step). A run stops there (cnnjax saves a checkpoint on
 SIGTERM) unless --full. Peak RSS is the process's. The last line gives the goal's ratio
 (mnist_fast cold against the PyTorch example) and whether it is met.
-mnist_fast runs twice: with an empty JAX compilation cache (cnnjax.runtime), then as a
-researcher's next run of the same config finds it.
+mnist_fast runs with an empty JAX compilation cache (cnnjax.runtime), then as a
+researcher's next run of the same config finds it, and once more with an empty cache
+after the PyTorch example: the goal's ratio compares PyTorch's seconds with the mean of
+the two cold runs, one before and one after it, since a machine's speed drifts over the
+minutes PyTorch takes.
 """
 from __future__ import annotations
 
@@ -149,36 +152,48 @@ def main():
 
   rows = []
   with tempfile.TemporaryDirectory(prefix="cnnjax_tta_") as tmp:
-    # A compilation cache of our own: empty for the first run of each config, so "cold"
-    # means compiling everything; a second run of the same config finds its programs.
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(Path(tmp) / "jax_cache")
+    def cnnjax_row(i, config, target, cache, label=""):
+      # A compilation cache of our own: empty for a config's first ("cold") run, so that
+      # it compiles everything; a "warm" run finds the programs of the run before it.
+      if cache == "cold":
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = str(Path(tmp) / f"jax_cache{i}")
+      result = run_cnnjax(config, target, args.data_dir, Path(tmp) / f"run{i}", args.full)
+      rows.append((f"cnnjax {config} ({cache} compilation cache{label})", target, result))
+      print(f"{rows[-1][0]}: {result['reached']}", file=sys.stderr, flush=True)
+      return result
+
     runs = (("configs/mnist_fast.py", 0.99, "cold"), ("configs/mnist_fast.py", 0.99, "warm"),
             ("configs/mnist.py", 0.994, "cold"))
     chosen = [r for r in runs if Path(r[0]).stem in args.configs.split(",")]
-    for i, (config, target, cache) in enumerate(chosen):
-      result = run_cnnjax(config, target, args.data_dir, Path(tmp) / f"run{i}", args.full)
-      rows.append((f"cnnjax {config} ({cache} compilation cache)", target, result))
-      print(f"{rows[-1][0]}: {result['reached']}", file=sys.stderr, flush=True)
-  reference = None
-  if not args.skip_torch:
-    result = run_torch(0.99, args.data_dir, args.full, args.max_epochs)
-    rows.append(("PyTorch MNIST example", 0.99, result))
-    reference = result["reached"]["seconds"] if result["reached"] else None
+    for i, run in enumerate(chosen):
+      cnnjax_row(i, *run)
+    reference = None
+    if not args.skip_torch:
+      result = run_torch(0.99, args.data_dir, args.full, args.max_epochs)
+      rows.append(("PyTorch MNIST example", 0.99, result))
+      reference = result["reached"]["seconds"] if result["reached"] else None
+      if chosen and chosen[0][2] == "cold" and "mnist_fast" in chosen[0][0]:
+        # Again after PyTorch's minutes: the goal's ratio takes the mean of the two cold
+        # runs, which brackets PyTorch's run and so cancels a machine's steady drift.
+        cnnjax_row(len(chosen), *chosen[0], label=", again after PyTorch")
   print(f"\n{cpu_model()}, {os.cpu_count()} CPU cores\n")
   print("| run | target | epoch reached | seconds to target | of which start-up | last test acc "
         "| peak RSS MiB | PyTorch example / this |")
   print("|" + " --- |" * 8)
   for row in rows:
     _print_row(*row, reference=reference)
-  fast = rows[0][2]["reached"] if rows and "mnist_fast" in rows[0][0] else None
+  colds = [r[2]["reached"] for r in rows if "mnist_fast" in r[0] and "cold" in r[0]]
+  fast = colds[0] if colds else None
   if fast and fast["platform"] == "gpu":
     training = fast["seconds"] - fast["startup"]
     print(f"\nmnist_fast (cold) training time to 99% on a GPU = {training:.2f} s "
           f"(goal <= {GPU_GOAL_SECONDS} s): {'met' if training <= GPU_GOAL_SECONDS else 'not met'}")
-  if fast and reference:
-    ratio = reference / fast["seconds"]
+  if colds and all(colds) and reference:
+    seconds = sum(c["seconds"] for c in colds) / len(colds)
+    ratio = reference / seconds
+    runs = " and ".join(f"{c['seconds']:.1f}" for c in colds)
     print(f"\nmnist_fast (cold) time to 99%, PyTorch example / cnnjax = {ratio:.1f} "
-          f"(goal >= {GOAL}): {'met' if ratio >= GOAL else 'not met'}")
+          f"(mean of {runs} s; goal >= {GOAL}): {'met' if ratio >= GOAL else 'not met'}")
   else:
     print("\nmnist_fast (cold) time to 99%, PyTorch example / cnnjax: not measured "
           "(a run was skipped or did not reach its target): not met")
