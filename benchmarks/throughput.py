@@ -77,7 +77,7 @@ class Worker:
   run_steps: Callable[[int], None]
   evaluate: Callable[[], object]
   profile: Callable[[str], None] | None
-  info: dict  # first_step_seconds, batch, devices
+  info: dict  # first_step_seconds, batch, devices (cnnjax: eval_batch)
 
 
 def serve(worker: Worker, steps: int) -> None:
@@ -92,8 +92,9 @@ def serve(worker: Worker, steps: int) -> None:
       reply = {"seconds": _seconds(worker.run_steps, steps)}
     elif command == "eval":
       reply = {"seconds": _seconds(worker.evaluate)}
-    else:
-      reply = {"profiled": worker.profile(arg[0])}
+    else:  # "profile DIR"
+      worker.profile(arg[0])
+      reply = {}
     print(json.dumps(reply), flush=True)
   print(json.dumps({"peak_rss_mib": _peak_rss_mib()}), flush=True)
 

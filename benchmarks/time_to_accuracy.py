@@ -160,7 +160,6 @@ def main():
       result = run_cnnjax(config, target, args.data_dir, Path(tmp) / f"run{i}", args.full)
       rows.append((f"cnnjax {config} ({cache} compilation cache{label})", target, result))
       print(f"{rows[-1][0]}: {result['reached']}", file=sys.stderr, flush=True)
-      return result
 
     runs = (("configs/mnist_fast.py", 0.99, "cold"), ("configs/mnist_fast.py", 0.99, "warm"),
             ("configs/mnist.py", 0.994, "cold"))
