@@ -81,9 +81,12 @@ def test_dropout_masks_differ_between_devices_yet_not_with_the_split():
   assert len({row.tobytes() for row in eight}) == 16  # Every example has its own mask.
 
 
-def test_eval_counts_every_example_once_on_eight_devices(tiny_config):
+@pytest.mark.parametrize("mode", ["pmap", "shard_map"])
+def test_eval_counts_every_example_once_on_eight_devices(tiny_config, mode):
+  """Each device adds up its own share of the padded batches; combined once at the end,
+  every example counts once and the padding not at all."""
   from cnnjax.train.loop import evaluate
-  dmap, rstate, _ = _setup(tiny_config, NUM_DEVICES)
+  dmap, rstate, _ = _setup(tiny_config, NUM_DEVICES, mode)
   images, labels = synthetic_digits(101, seed=9)
   images = images[..., None]
   labels = labels.astype(np.int32)

@@ -135,7 +135,7 @@ class DeviceMap:
     if self.mode == "pmap":
       return self.replicate(empty)
     sharding = NamedSharding(self.mesh, P(AXIS))
-    local = jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (self.n, *np.shape(x))), empty)
+    local = self._stacked(empty)
     if self.processes == 1:
       return jax.device_put(local, sharding)
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local)
@@ -154,10 +154,12 @@ class DeviceMap:
     """A copy of `tree` on every device."""
     if self.mode == "pmap":
       # Stacked on the host: broadcasting on a device compiles a program per shape.
-      sharding = NamedSharding(self._local_mesh, P(AXIS))
-      return jax.tree.map(lambda x: jax.device_put(
-          np.broadcast_to(np.asarray(x), (self.n, *np.shape(x))), sharding), tree)
+      return jax.device_put(self._stacked(tree), NamedSharding(self._local_mesh, P(AXIS)))
     return jax.device_put(jax.tree.map(jnp.asarray, tree), NamedSharding(self.mesh, P()))
+
+  def _stacked(self, tree):
+    """`tree` stacked n times on the host, one copy per local device."""
+    return jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (self.n, *np.shape(x))), tree)
 
   def unreplicate(self, tree):
     """This process's first copy of a replicated tree.
