@@ -3,9 +3,10 @@ iterations. benchmarks/time_to_accuracy.py times it to 99% on all 60,000 trainin
 (--config.data.validation_examples=0).
 
 The talk's two conv blocks of 8 and 16 filters, pooling before BatchNorm and ReLU, which
-then work on a quarter of the values (config.model.pool_first), a hidden dense layer of 128, no dropout (two epochs are too short to overfit), AdamW with a
-one-cycle schedule over 2 epochs at a high peak rate, which BatchNorm keeps stable. Small
-blocks run batch-last on a CPU (config.model.layout), on one device.
+then work on a quarter of the values (config.model.pool_first), a hidden dense layer of
+128, no dropout (two epochs are too short to overfit), AdamW with a one-cycle schedule
+over 2 epochs at a high peak rate, which BatchNorm keeps stable. Small blocks run
+batch-last on a CPU (config.model.layout), on one device.
 
   cnnjax train --config configs/mnist_fast.py --workdir runs/fast
 """

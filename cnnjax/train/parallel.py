@@ -134,11 +134,7 @@ class DeviceMap:
     empty = steps.EvalMetrics.empty()
     if self.mode == "pmap":
       return self.replicate(empty)
-    sharding = NamedSharding(self.mesh, P(AXIS))
-    local = self._stacked(empty)
-    if self.processes == 1:
-      return jax.device_put(local, sharding)
-    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local)
+    return self._sharded(self._stacked(empty))
 
   def eval_step(self, state, metrics, batch):
     # No collective: steps may queue ahead even on simulated CPU devices.
@@ -177,7 +173,12 @@ class DeviceMap:
     equal slices, one per local device."""
     if self.mode == "pmap":
       return {k: v.reshape((self.n, -1, *v.shape[1:])) for k, v in batch.items()}
+    return self._sharded(batch)
+
+  def _sharded(self, tree):
+    """This process's arrays, whose leading axis its local devices split, as global arrays
+    sharded over the device axis (shard_map)."""
     sharding = NamedSharding(self.mesh, P(AXIS))
     if self.processes == 1:
-      return jax.device_put(batch, sharding)
-    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+      return jax.device_put(tree, sharding)
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), tree)
