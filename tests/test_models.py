@@ -125,41 +125,6 @@ def test_max_pool_and_its_gradient_equal_flax_valid_pooling(shape):
   np.testing.assert_array_equal(grad(lambda x: max_pool(x, 2)), grad(flax_pool))
 
 
-def _pairwise_pool_by_autodiff(x, windows):
-  """max_pool's pairwise maxima of strided slices, differentiated by JAX's own rules."""
-  for axis, w in enumerate(windows, start=1):
-    kept = x.shape[axis] // w * w
-    x = jax.lax.slice_in_dim(x, 0, kept, axis=axis)
-    parts = [jax.lax.slice_in_dim(x, i, kept, stride=w, axis=axis) for i in range(w)]
-    while len(parts) > 1:
-      pairs = [jnp.maximum(a, b) for a, b in zip(parts[::2], parts[1::2])]
-      parts = pairs + parts[len(pairs) * 2:]
-    x = parts[0]
-  return x
-
-
-@pytest.mark.parametrize("shape,window", [((2, 8, 8, 3), (2, 2)), ((2, 9, 7, 3), (3, 2)),
-                                          ((3, 11, 4), (4,)), ((1, 6, 5, 4, 2), (2, 3, 2))])
-def test_max_pool_derivatives_equal_autodiff_of_pairwise_maxima_with_ties(shape, window):
-  # Small integers: most windows hold tied maxima, where the shares matter.
-  x = jax.random.randint(jax.random.key(0), shape, 0, 3).astype(jnp.float32)
-  tangent = jax.random.normal(jax.random.key(1), shape)
-  reference = lambda x: _pairwise_pool_by_autodiff(x, window)
-  pool = lambda x: max_pool(x, window)
-  y, jvp = jax.jvp(pool, (x,), (tangent,))
-  y_ref, jvp_ref = jax.jvp(reference, (x,), (tangent,))
-  np.testing.assert_array_equal(y, y_ref)
-  if max(window) <= 2:
-    np.testing.assert_array_equal(jvp, jvp_ref)
-  else:  # The tree sums a window's shares in another order than one sum over the window.
-    np.testing.assert_allclose(jvp, jvp_ref, rtol=1e-6, atol=1e-7)
-  cotangent = jax.random.normal(jax.random.key(2), y.shape)
-  grad = lambda f: jax.grad(lambda x: jnp.sum(f(x) * cotangent))(x)
-  np.testing.assert_array_equal(grad(pool), grad(reference))
-  np.testing.assert_array_equal(jax.jit(jax.grad(lambda x: jnp.sum(pool(x) * cotangent)))(x),
-                                grad(reference))
-
-
 def test_max_pool_shares_the_gradient_among_tied_maxima():
   x = jnp.array([[1.0, 1.0], [1.0, 0.0]]).reshape(1, 2, 2, 1)  # Three tied maxima.
   grad = jax.grad(lambda x: max_pool(x, 2).sum())(x).reshape(2, 2)

@@ -27,59 +27,17 @@ def max_pool(x: jax.Array, window) -> jax.Array:
   spatial = x.shape[1:-1]
   windows = (window,) * len(spatial) if isinstance(window, int) else tuple(window)
   for axis, w in enumerate(windows, start=1):
-    if w > 1:
-      x = _pool_axis(x, axis, w)
+    if w == 1:
+      continue
+    kept = x.shape[axis] // w * w
+    x = jax.lax.slice_in_dim(x, 0, kept, axis=axis)
+    x = x.reshape(x.shape[:axis] + (kept // w, w) + x.shape[axis + 1:])
+    parts = [jax.lax.index_in_dim(x, i, axis=axis + 1, keepdims=False) for i in range(w)]
+    while len(parts) > 1:  # A balanced tree of pairwise maxima.
+      pairs = [jnp.maximum(a, b) for a, b in zip(parts[::2], parts[1::2])]
+      parts = pairs + parts[len(pairs) * 2:]
+    x = parts[0]
   return x
-
-
-def _windows(x: jax.Array, axis: int, w: int) -> jax.Array:
-  """`x` with `axis` split into (cells, w): windows of w along it (a remainder dropped)."""
-  kept = x.shape[axis] // w * w
-  x = jax.lax.slice_in_dim(x, 0, kept, axis=axis)
-  return x.reshape(x.shape[:axis] + (kept // w, w) + x.shape[axis + 1:])
-
-
-def _pairwise_max(*parts: jax.Array) -> jax.Array:
-  """The elementwise maximum of `parts`, as a balanced tree of `jnp.maximum`."""
-  parts = list(parts)
-  while len(parts) > 1:
-    pairs = [jnp.maximum(a, b) for a, b in zip(parts[::2], parts[1::2])]
-    parts = pairs + parts[len(pairs) * 2:]
-  return parts[0]
-
-
-def _window_parts(x: jax.Array, axis: int, w: int) -> list[jax.Array]:
-  windows = _windows(x, axis, w)
-  return [jax.lax.index_in_dim(windows, i, axis=axis + 1, keepdims=False) for i in range(w)]
-
-
-@partial(jax.custom_jvp, nondiff_argnums=(1, 2))
-def _pool_axis(x: jax.Array, axis: int, w: int) -> jax.Array:
-  """Max pooling of windows of `w` along `axis` of `x`.
-
-  Its derivative is the one autodiff gives the pairwise maxima (each cell's share of its
-  window, `jnp.maximum`'s own rule), written as the window's tangents times their shares,
-  summed over the window. Autodiff's own form transposes each slice into a padded copy of
-  the whole input and adds the copies; this one's gradient is one elementwise product
-  (the cotangent broadcast over the window times the shares), which XLA fuses into one
-  loop (docs/performance.md). Same values bit for bit in reverse mode; in forward mode
-  too for windows of 2 (larger windows sum their shares in another order; tested).
-  """
-  return _pairwise_max(*_window_parts(x, axis, w))
-
-
-def _pool_axis_tangent(axis: int, w: int, x: jax.Array, t: jax.Array) -> jax.Array:
-  y, pullback = jax.vjp(_pairwise_max, *_window_parts(x, axis, w))
-  shares = jnp.stack(pullback(jnp.ones_like(y)), axis=axis + 1)
-  return jnp.sum(_windows(t, axis, w) * shares, axis=axis + 1)
-
-
-@_pool_axis.defjvp
-def _pool_axis_jvp(axis, w, primals, tangents):
-  (x,), (t,) = primals, tangents
-  # Checkpointed: the gradient recomputes the shares from x, which it keeps anyway, rather
-  # than keeping the shares too.
-  return _pool_axis(x, axis, w), jax.checkpoint(partial(_pool_axis_tangent, axis, w))(x, t)
 
 
 def _patches(a: jax.Array, kernel: Sequence[int], pads) -> jax.Array:
