@@ -235,7 +235,9 @@ class Process:
     return self.log.read()
 
 
+FRAMEWORKS = ("cnnjax", "torch")
 PAUSE = 0.1  # Seconds between timings: the idle process's threads stop spinning.
+EVALS = 3  # Paired eval timings per round.
 
 
 def run_round(name: str, args) -> dict:
@@ -263,10 +265,6 @@ def run_round(name: str, args) -> dict:
     out[fw]["peak_rss_mib"] = p.ask("quit")["peak_rss_mib"]
     p.proc.wait()
   return out
-
-
-FRAMEWORKS = ("cnnjax", "torch")
-EVALS = 3  # Paired eval timings per round.
 
 
 def main():
