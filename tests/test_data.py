@@ -148,6 +148,18 @@ def test_train_batches_are_full_and_resume_mid_epoch():
   assert all(np.array_equal(a["labels"], b["labels"]) for a, b in zip(batches[7:], tail))
 
 
+@pytest.mark.parametrize("padded, share", [(0, slice(None)), (12, slice(None)), (12, slice(6, 12))])
+def test_the_batch_to_compile_for_is_shaped_as_the_training_batches(padded, share):
+  """What the loop compiles the train step for ahead of time: the same keys, shapes and
+  dtypes as each training batch (padding and a process's share included)."""
+  x, y = np.zeros((103, 4, 4, 1), np.uint8), np.arange(103, dtype=np.int32)
+  like = pipeline.first_train_batch(x, y, 10, padded, share)
+  for batch in pipeline.train_batches(x, y, 10, seed=3, epoch=1, padded_size=padded, share=share):
+    assert {k: (v.shape, v.dtype) for k, v in batch.items()} == {
+        k: (v.shape, v.dtype) for k, v in like.items()}
+  assert ("mask" in like) == bool(padded)
+
+
 @pytest.mark.parametrize("n, batch", [(103, 10), (100, 10), (7, 24), (1000, 1000)])
 def test_eval_batches_count_every_example_once(n, batch):
   x, y = np.arange(n)[:, None], np.arange(n)

@@ -1,4 +1,6 @@
 
+import threading
+
 import jax
 import numpy as np
 import pytest
@@ -199,3 +201,58 @@ def test_the_environment_decides_the_cpu_device_count_and_errors_name_it(monkeyp
     parallel.select_devices(9, origin)
   monkeypatch.setenv("JAX_NUM_CPU_DEVICES", "8")
   assert runtime.use_cpu_devices(2) == "JAX_NUM_CPU_DEVICES=8"
+
+
+_LOWERINGS = []  # Programs lowered for XLA while a test counts them.
+
+
+def _on_duration(event: str, seconds: float, **kwargs) -> None:
+  if event == "/jax/core/compile/jaxpr_to_mlir_module_duration" and _LOWERINGS:
+    _LOWERINGS[-1] += 1  # Lowered: to be compiled (or looked up in the persistent cache).
+
+
+jax.monitoring.register_event_duration_secs_listener(_on_duration)
+
+
+def _first_step_lowerings(config, mode: str, n: int, batch, ahead_batch=None) -> int:
+  """Programs lowered by a DeviceMap's first train step on `batch`, after compiling the
+  step ahead for `ahead_batch` and the state's shapes (None: nothing ahead)."""
+  from cnnjax.train.state import train_state_shapes
+  dmap = parallel.DeviceMap(mode, parallel.select_devices(n), config, 4)
+  model = models.build(config.model, 4, (12, 12, 1), parallel.AXIS)
+  tx, _ = create_optimizer(config.optimizer, steps_per_epoch=10, num_epochs=2)
+  if ahead_batch is not None:
+    dmap.compile_train_step(train_state_shapes(model, (12, 12, 1), tx),
+                            steps.TrainMetrics.empty(), ahead_batch)
+  rstate = dmap.replicate(create_train_state(model, (12, 12, 1), tx, config.seed))
+  rmetrics = dmap.replicate(steps.TrainMetrics.empty())
+  split = dmap.split(batch)
+  for thread in threading.enumerate():  # Lowerings ahead are not the first step's.
+    if thread.name == "compile-train-step":
+      thread.join()
+  _LOWERINGS.append(0)
+  try:
+    _, rmetrics = dmap.train_step(rstate, rmetrics, split)
+    jax.block_until_ready(rmetrics)
+  finally:
+    lowered = _LOWERINGS.pop()
+  assert int(dmap.unreplicate(rmetrics).accuracy.count) == len(batch["labels"])
+  return lowered
+
+
+@pytest.mark.parametrize("mode, n", [("pmap", 1), ("pmap", NUM_DEVICES), ("shard_map", NUM_DEVICES)])
+def test_a_train_step_compiled_ahead_is_not_compiled_again(tiny_config, mode, n):
+  """compile_train_step from the state's shapes alone: the first real step finds the
+  program compiled. Each case builds a model no other test does, so that its program is
+  not in JAX's caches already."""
+  batch = next(_batches(1))
+  tiny_config.model.conv_features = (5,)
+  assert _first_step_lowerings(tiny_config, mode, n, batch, ahead_batch=batch) == 0
+  tiny_config.model.conv_features = (6,)
+  assert _first_step_lowerings(tiny_config, mode, n, batch) == 1
+
+
+def test_a_train_step_compiled_ahead_for_another_batch_compiles_its_own(tiny_config):
+  tiny_config.model.conv_features = (7,)
+  assert _first_step_lowerings(tiny_config, "pmap", 1, next(_batches(1, batch_size=16)),
+                               ahead_batch=next(_batches(1, batch_size=8))) == 1

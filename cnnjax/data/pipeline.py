@@ -130,6 +130,14 @@ def train_batches(images, labels: np.ndarray, batch_size: int, seed: int, epoch:
   return _batches(images, read, range(start_step, steps_per_epoch(len(labels), batch_size)))
 
 
+def first_train_batch(images, labels: np.ndarray, batch_size: int, padded_size: int = 0,
+                      share: slice = slice(None)) -> dict[str, np.ndarray]:
+  """A batch with the keys, shapes and dtypes of those `train_batches` yields (the first
+  examples, unshuffled): what to compile the train step for before training starts."""
+  size = max(batch_size, padded_size)
+  return _read_share(images, labels, np.arange(batch_size), size, share, masked=size > batch_size)
+
+
 def _read_share(images, labels: np.ndarray, examples: np.ndarray, size: int, share: slice,
                 masked: bool) -> dict[str, np.ndarray]:
   """Positions `share` of the global batch `examples` (indices) zero-padded to `size`:

@@ -33,7 +33,7 @@ from cnnjax.runs.failpoints import pause_point
 from cnnjax.runs.metrics import MetricsWriter
 from cnnjax.train import distributed, parallel, periodic, steps
 from cnnjax.train.optim import create_optimizer
-from cnnjax.train.state import create_train_state
+from cnnjax.train.state import create_train_state, train_state_shapes
 
 
 
@@ -152,9 +152,13 @@ class _Clock:
 
 def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[str, Any]:
   is_writer = distributed.is_writer()
-  run = _setup(config, workdir, cpu_origin, is_writer)
+  run = _setup(config, cpu_origin)
   periods = run.periods
   tx, lr_schedule = create_optimizer(config.optimizer, periods.steps_per_epoch, config.num_epochs)
+  dmap = parallel.DeviceMap(config.parallel, run.devices, config, run.dataset.num_classes)
+  _compile_ahead(run, dmap, tx)
+  if is_writer:
+    _write_records(run, workdir, cpu_origin)
   lr_schedule = jax.jit(lr_schedule)
   ckpts = Checkpoints(workdir, config.checkpoint.keep)
   state, epoch_metrics = _restore(run, tx, ckpts)
@@ -177,7 +181,6 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
 
   status, error = "failed", None
   try:
-    dmap = parallel.DeviceMap(config.parallel, run.devices, config, run.dataset.num_classes)
     rstate, rmetrics = dmap.replicate(state), dmap.replicate(epoch_metrics)
     progress = periodic.ProgressLine(config.log_every_seconds, periods, run.batch_size)
     with _StopSignal() as stop:
@@ -228,9 +231,8 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
   return summary
 
 
-def _setup(config, workdir: Path, cpu_origin: str, is_writer: bool) -> _Run:
-  """Checks what the config asks of the devices and data, builds the model and (process
-  0) writes the run's records: config, session, code diff, model summary."""
+def _setup(config, cpu_origin: str) -> _Run:
+  """Checks what the config asks of the devices and data, and builds the model."""
   if jax.process_count() > 1 and config.num_devices:
     raise ConfigError("num_devices", "must be 0 (all local devices) with several processes")
   devices = parallel.select_devices(config.num_devices, cpu_origin)
@@ -245,19 +247,31 @@ def _setup(config, workdir: Path, cpu_origin: str, is_writer: bool) -> _Run:
   padded_batch = parallel.padded_batch_size(batch_size, len(devices) * jax.process_count(),
                                             config.pad_batch)
   model = models.build(config.model, dataset.num_classes, dataset.input_shape, parallel.AXIS)
-  table = models.summary(model, dataset.input_shape)
-  if is_writer:
-    session, diff = records.session_record(config.seed, devices)
-    session.update(data=dataset.location, processes=jax.process_count(),
-                   global_devices=len(devices) * jax.process_count())
-    if devices[0].platform == "cpu":
-      session["cpu_devices_set_by"] = cpu_origin
-    records.write_run_records(workdir, config_lib.to_dict(config), session, diff)
-    print(table, flush=True)
-    (workdir / "model_summary.txt").write_text(table)
   spe = pipeline.steps_per_epoch(len(dataset.train_labels), batch_size)
   return _Run(config, devices, dataset, model, rule, batch_size, padded_batch,
               periodic.Periods.from_config(config, spe))
+
+
+def _compile_ahead(run: _Run, dmap: parallel.DeviceMap, tx) -> None:
+  """Starts compiling the train step while the host does the rest of the set-up."""
+  dataset = run.dataset
+  batch = pipeline.first_train_batch(dataset.train_images, dataset.train_labels, run.batch_size,
+                                     run.padded_batch, distributed.process_slice(run.padded_batch))
+  dmap.compile_train_step(train_state_shapes(run.model, dataset.input_shape, tx),
+                          steps.TrainMetrics.empty(), batch)
+
+
+def _write_records(run: _Run, workdir: Path, cpu_origin: str) -> None:
+  """The run's records (process 0): config, session, code diff, model summary."""
+  session, diff = records.session_record(run.config.seed, run.devices)
+  session.update(data=run.dataset.location, processes=jax.process_count(),
+                 global_devices=len(run.devices) * jax.process_count())
+  if run.devices[0].platform == "cpu":
+    session["cpu_devices_set_by"] = cpu_origin
+  records.write_run_records(workdir, config_lib.to_dict(run.config), session, diff)
+  table = models.summary(run.model, run.dataset.input_shape)
+  print(table, flush=True)
+  (workdir / "model_summary.txt").write_text(table)
 
 
 def _restore(run: _Run, tx, ckpts: Checkpoints):

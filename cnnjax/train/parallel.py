@@ -11,6 +11,7 @@ BatchNorm averages its statistics over it.
 from __future__ import annotations
 
 import functools
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -97,6 +98,7 @@ class DeviceMap:
     self.global_n = self.n * self.processes  # Every process brings its local devices.
     self.mesh = Mesh(np.array(self.devices if self.processes == 1 else jax.devices()), (AXIS,))
     self._local_mesh = Mesh(np.array(self.devices), (AXIS,))
+    self._compiling = None  # The thread of compile_train_step, until the first step.
     train, evaluate = _step_functions(config, num_classes)
     if mode == "pmap":
       # With several processes pmap spans every process's local devices.
@@ -124,7 +126,30 @@ class DeviceMap:
           lambda metrics: _combine(own(metrics)), mesh=self.mesh, in_specs=P(AXIS),
           out_specs=P(), check_vma=False))
 
+  def compile_train_step(self, state, metrics, batch) -> None:
+    """Starts compiling the train step for a state and metrics like these (arrays or
+    jax.ShapeDtypeStruct leaves, as `replicate` takes them) and a global batch like
+    `batch`, in a background thread: the host prepares the run meanwhile (XLA compiles
+    without holding Python's lock), and the first `train_step` waits for it, then finds
+    the program in JAX's caches. Arguments unlike the first step's only cost the time:
+    that step compiles its own. With several processes this does nothing."""
+    if self.processes > 1:
+      return
+    placed = self.replicated_shapes(state), self.replicated_shapes(metrics), self.split(batch)
+
+    def compile_():
+      try:
+        self._train_step.lower(*placed).compile()
+      except Exception:  # pylint: disable=broad-except
+        pass  # The first step compiles again and raises it where the run reports errors.
+
+    self._compiling = threading.Thread(target=compile_, name="compile-train-step", daemon=True)
+    self._compiling.start()
+
   def train_step(self, state, metrics, batch):
+    if self._compiling is not None:
+      self._compiling.join()
+      self._compiling = None
     if self.host_devices:
       jax.block_until_ready(metrics)  # The previous step first (see host_devices).
     return self._train_step(state, metrics, batch)
@@ -152,6 +177,18 @@ class DeviceMap:
       # Stacked on the host: broadcasting on a device compiles a program per shape.
       return jax.device_put(self._stacked(tree), NamedSharding(self._local_mesh, P(AXIS)))
     return jax.device_put(jax.tree.map(jnp.asarray, tree), NamedSharding(self.mesh, P()))
+
+  def replicated_shapes(self, tree):
+    """The shapes, dtypes and placement of `replicate(tree)`, placing nothing (`tree` may
+    hold jax.ShapeDtypeStruct leaves)."""
+    shapes = jax.eval_shape(lambda t: t, tree)
+    if self.mode == "pmap":  # Stacked from host copies, which are never weakly typed.
+      sharding = NamedSharding(self._local_mesh, P(AXIS))
+      return jax.tree.map(
+          lambda x: jax.ShapeDtypeStruct((self.n, *x.shape), x.dtype, sharding=sharding), shapes)
+    sharding = NamedSharding(self.mesh, P())
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding,
+                                                       weak_type=x.weak_type), shapes)
 
   def _stacked(self, tree):
     """`tree` stacked n times on the host, one copy per local device."""

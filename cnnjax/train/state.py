@@ -15,18 +15,28 @@ class TrainState(train_state.TrainState):
   rng: jax.Array  # Base key of dropout and augmentation; each step folds in its number.
 
 
-def create_train_state(model: nn.Module, input_shape, tx: optax.GradientTransformation,
-                       seed: int) -> TrainState:
-  """Initial state on the default device; `seed` fixes both init and the run's key."""
+def _create_fn(model: nn.Module, input_shape, tx: optax.GradientTransformation):
   def create(seed):
     init_key, run_key = jax.random.split(jax.random.PRNGKey(seed))
     variables = model.init(init_key, jnp.zeros((1, *input_shape), jnp.float32), train=False)
     return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
                              batch_stats=variables.get("batch_stats", {}), rng=run_key)
+  return create
 
+
+def create_train_state(model: nn.Module, input_shape, tx: optax.GradientTransformation,
+                       seed: int) -> TrainState:
+  """Initial state on the default device; `seed` fixes both init and the run's key."""
   # One compilation instead of one per op run eagerly, and without XLA's optimizations:
   # this runs once, and optimizing its random number code is slow on a CPU
   # (docs/performance.md); the values agree with the optimized build up to rounding
   # (tests/test_train.py).
+  create = _create_fn(model, input_shape, tx)
   compiled = jax.jit(create).lower(seed).compile({"xla_backend_optimization_level": 0})
   return compiled(seed)
+
+
+def train_state_shapes(model: nn.Module, input_shape, tx: optax.GradientTransformation) -> TrainState:
+  """The state `create_train_state` makes, as shapes and dtypes (jax.ShapeDtypeStruct
+  leaves): traced, nothing computed or compiled."""
+  return jax.eval_shape(_create_fn(model, input_shape, tx), 0)
