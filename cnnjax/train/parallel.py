@@ -195,13 +195,15 @@ class DeviceMap:
     return jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (self.n, *np.shape(x))), tree)
 
   def unreplicate(self, tree):
-    """This process's first copy of a replicated tree.
+    """This process's first copy of a replicated tree (pmap: host arrays).
 
     Read from the local shard: indexing a global array would be a collective, and with
     several processes such eager collectives can be issued in different orders and hang.
+    pmap's shard keeps a device axis of one, dropped on the host: on the device that is a
+    program to compile for every shape in the tree.
     """
     if self.mode == "pmap":
-      return jax.tree.map(lambda x: x.addressable_data(0)[0], tree)
+      return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))[0], tree)
     return tree if self.processes == 1 else jax.tree.map(lambda x: x.addressable_data(0), tree)
 
   def split(self, batch: dict[str, np.ndarray]):
