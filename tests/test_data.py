@@ -160,6 +160,15 @@ def test_the_batch_to_compile_for_is_shaped_as_the_training_batches(padded, shar
   assert ("mask" in like) == bool(padded)
 
 
+@pytest.mark.parametrize("n, share", [(103, slice(None)), (7, slice(None)), (103, slice(4, 8))])
+def test_the_batch_to_compile_eval_for_is_shaped_as_the_eval_batches(n, share):
+  x, y = np.zeros((n, 4, 4, 1), np.uint8), np.arange(n, dtype=np.int32)
+  like = pipeline.first_eval_batch(x, y, 8, share)
+  for batch in pipeline.eval_batches(x, y, 8, share):
+    assert {k: (v.shape, v.dtype) for k, v in batch.items()} == {
+        k: (v.shape, v.dtype) for k, v in like.items()}
+
+
 @pytest.mark.parametrize("n, batch", [(103, 10), (100, 10), (7, 24), (1000, 1000)])
 def test_eval_batches_count_every_example_once(n, batch):
   x, y = np.arange(n)[:, None], np.arange(n)

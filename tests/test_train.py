@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from cnnjax import models, runtime
+from cnnjax.data import pipeline
 from cnnjax.train import parallel, steps
 from cnnjax.train.optim import create_optimizer
 from cnnjax.train.state import create_train_state
@@ -214,45 +215,54 @@ def _on_duration(event: str, seconds: float, **kwargs) -> None:
 jax.monitoring.register_event_duration_secs_listener(_on_duration)
 
 
-def _first_step_lowerings(config, mode: str, n: int, batch, ahead_batch=None) -> int:
-  """Programs lowered by a DeviceMap's first train step on `batch`, after compiling the
-  step ahead for `ahead_batch` and the state's shapes (None: nothing ahead)."""
+def _lowerings(run):
+  """(what `run()` returns, the programs it lowered): lowering happens in the call, before
+  anything is dispatched."""
+  _LOWERINGS.append(0)
+  try:
+    result = run()
+  finally:
+    lowered = _LOWERINGS.pop()
+  return result, lowered
+
+
+def _first_step_lowerings(config, mode: str, n: int, batch, ahead_batch=None) -> tuple[int, int]:
+  """Programs lowered by a DeviceMap's first train step on `batch` and its first eval
+  step, after compiling both ahead for `ahead_batch` and the state's shapes (None:
+  nothing ahead)."""
   from cnnjax.train.state import train_state_shapes
   dmap = parallel.DeviceMap(mode, parallel.select_devices(n), config, 4)
   model = models.build(config.model, 4, (12, 12, 1), parallel.AXIS)
   tx, _ = create_optimizer(config.optimizer, steps_per_epoch=10, num_epochs=2)
   if ahead_batch is not None:
-    dmap.compile_train_step(train_state_shapes(model, (12, 12, 1), tx),
-                            steps.TrainMetrics.empty(), ahead_batch)
+    dmap.compile_ahead(train_state_shapes(model, (12, 12, 1), tx), steps.TrainMetrics.empty(),
+                       ahead_batch, pipeline.pad(ahead_batch, len(ahead_batch["labels"])))
   rstate = dmap.replicate(create_train_state(model, (12, 12, 1), tx, config.seed))
   rmetrics = dmap.replicate(steps.TrainMetrics.empty())
-  split = dmap.split(batch)
-  for thread in threading.enumerate():  # Lowerings ahead are not the first step's.
-    if thread.name == "compile-train-step":
+  split, eval_split, eval_metrics = (
+      dmap.split(batch), dmap.split(pipeline.pad(batch, len(batch["labels"]))), dmap.eval_metrics())
+  for thread in threading.enumerate():  # Lowerings ahead are not the steps'.
+    if thread.name == "compile-ahead":
       thread.join()
-  _LOWERINGS.append(0)
-  try:
-    _, rmetrics = dmap.train_step(rstate, rmetrics, split)
-    jax.block_until_ready(rmetrics)
-  finally:
-    lowered = _LOWERINGS.pop()
-  assert int(dmap.unreplicate(rmetrics).accuracy.count) == len(batch["labels"])
-  return lowered
+  (rstate, _), train = _lowerings(lambda: dmap.train_step(rstate, rmetrics, split))
+  total, evaluate = _lowerings(lambda: dmap.eval_step(rstate, eval_metrics, eval_split))
+  assert int(dmap.unreplicate(dmap.eval_total(total)).accuracy.count) == len(batch["labels"])
+  return train, evaluate
 
 
 @pytest.mark.parametrize("mode, n", [("pmap", 1), ("pmap", NUM_DEVICES), ("shard_map", NUM_DEVICES)])
-def test_a_train_step_compiled_ahead_is_not_compiled_again(tiny_config, mode, n):
-  """compile_train_step from the state's shapes alone: the first real step finds the
-  program compiled. Each case builds a model no other test does, so that its program is
-  not in JAX's caches already."""
+def test_steps_compiled_ahead_are_not_compiled_again(tiny_config, mode, n):
+  """compile_ahead from the state's shapes alone: the first real train and eval steps
+  find their programs compiled. Each case builds a model no other test does, so that its
+  programs are not in JAX's caches already."""
   batch = next(_batches(1))
   tiny_config.model.conv_features = (5,)
-  assert _first_step_lowerings(tiny_config, mode, n, batch, ahead_batch=batch) == 0
+  assert _first_step_lowerings(tiny_config, mode, n, batch, ahead_batch=batch) == (0, 0)
   tiny_config.model.conv_features = (6,)
-  assert _first_step_lowerings(tiny_config, mode, n, batch) == 1
+  assert _first_step_lowerings(tiny_config, mode, n, batch) == (1, 1)
 
 
-def test_a_train_step_compiled_ahead_for_another_batch_compiles_its_own(tiny_config):
+def test_steps_compiled_ahead_for_another_batch_compile_their_own(tiny_config):
   tiny_config.model.conv_features = (7,)
   assert _first_step_lowerings(tiny_config, "pmap", 1, next(_batches(1, batch_size=16)),
-                               ahead_batch=next(_batches(1, batch_size=8))) == 1
+                               ahead_batch=next(_batches(1, batch_size=8))) == (1, 1)

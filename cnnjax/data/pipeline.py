@@ -138,6 +138,13 @@ def first_train_batch(images, labels: np.ndarray, batch_size: int, padded_size: 
   return _read_share(images, labels, np.arange(batch_size), size, share, masked=size > batch_size)
 
 
+def first_eval_batch(images, labels: np.ndarray, batch_size: int,
+                     share: slice = slice(None)) -> dict[str, np.ndarray]:
+  """The first batch `eval_batches` yields: what to compile the eval step for ahead."""
+  examples = np.arange(min(batch_size, len(labels)))
+  return _read_share(images, labels, examples, batch_size, share, masked=True)
+
+
 def _read_share(images, labels: np.ndarray, examples: np.ndarray, size: int, share: slice,
                 masked: bool) -> dict[str, np.ndarray]:
   """Positions `share` of the global batch `examples` (indices) zero-padded to `size`:

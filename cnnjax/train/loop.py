@@ -80,12 +80,17 @@ class _StopSignal:
 _compute = jax.jit(lambda metrics: metrics.compute())
 
 
+def _eval_batch_size(dmap: parallel.DeviceMap, batch_size: int) -> int:
+  """config.data.eval_batch_size rounded up to a multiple of the devices."""
+  return -(-batch_size // dmap.global_n) * dmap.global_n
+
+
 def evaluate(dmap: parallel.DeviceMap, rstate, images, labels, batch_size: int,
              split: str = "test") -> dict:
   """`{split}_loss` and `{split}_accuracy` over every example exactly once (padding is
   masked out), and `{split}_examples`."""
   total = dmap.eval_metrics()
-  global_batch = -(-batch_size // dmap.global_n) * dmap.global_n
+  global_batch = _eval_batch_size(dmap, batch_size)
   share = distributed.process_slice(global_batch)  # The only examples this process reads.
   for batch in pipeline.eval_batches(images, labels, global_batch, share):
     total = dmap.eval_step(rstate, total, dmap.split(batch))
@@ -253,12 +258,16 @@ def _setup(config, cpu_origin: str) -> _Run:
 
 
 def _compile_ahead(run: _Run, dmap: parallel.DeviceMap, tx) -> None:
-  """Starts compiling the train step while the host does the rest of the set-up."""
-  dataset = run.dataset
-  batch = pipeline.first_train_batch(dataset.train_images, dataset.train_labels, run.batch_size,
-                                     run.padded_batch, distributed.process_slice(run.padded_batch))
-  dmap.compile_train_step(train_state_shapes(run.model, dataset.input_shape, tx),
-                          steps.TrainMetrics.empty(), batch)
+  """Starts compiling the train and eval steps while the host does the rest of the set-up."""
+  dataset, config = run.dataset, run.config
+  train_batch = pipeline.first_train_batch(dataset.train_images, dataset.train_labels,
+                                           run.batch_size, run.padded_batch,
+                                           distributed.process_slice(run.padded_batch))
+  eval_size = _eval_batch_size(dmap, config.data.eval_batch_size)
+  eval_batch = pipeline.first_eval_batch(dataset.test_images, dataset.test_labels, eval_size,
+                                         distributed.process_slice(eval_size))
+  dmap.compile_ahead(train_state_shapes(run.model, dataset.input_shape, tx),
+                     steps.TrainMetrics.empty(), train_batch, eval_batch)
 
 
 def _write_records(run: _Run, workdir: Path, cpu_origin: str) -> None:

@@ -98,7 +98,7 @@ class DeviceMap:
     self.global_n = self.n * self.processes  # Every process brings its local devices.
     self.mesh = Mesh(np.array(self.devices if self.processes == 1 else jax.devices()), (AXIS,))
     self._local_mesh = Mesh(np.array(self.devices), (AXIS,))
-    self._compiling = None  # The thread of compile_train_step, until the first step.
+    self._train_compiled = None  # Set by compile_ahead's thread; waited for once.
     train, evaluate = _step_functions(config, num_classes)
     if mode == "pmap":
       # With several processes pmap spans every process's local devices.
@@ -126,30 +126,38 @@ class DeviceMap:
           lambda metrics: _combine(own(metrics)), mesh=self.mesh, in_specs=P(AXIS),
           out_specs=P(), check_vma=False))
 
-  def compile_train_step(self, state, metrics, batch) -> None:
-    """Starts compiling the train step for a state and metrics like these (arrays or
-    jax.ShapeDtypeStruct leaves, as `replicate` takes them) and a global batch like
-    `batch`, in a background thread: the host prepares the run meanwhile (XLA compiles
-    without holding Python's lock), and the first `train_step` waits for it, then finds
-    the program in JAX's caches. Arguments unlike the first step's only cost the time:
-    that step compiles its own. With several processes this does nothing."""
+  def compile_ahead(self, state, metrics, train_batch, eval_batch=None) -> None:
+    """Starts compiling the steps in a background thread: the train step for a state and
+    train metrics like these (arrays or jax.ShapeDtypeStruct leaves, as `replicate` takes
+    them) and a global batch like `train_batch`, then the eval step for a global batch
+    like `eval_batch` (if given). The host prepares the run meanwhile (XLA compiles
+    without holding Python's lock); the first `train_step` waits for the train step's
+    compilation, then finds the program in JAX's caches. Arguments unlike the first
+    step's only cost the time: that step compiles its own. With several processes this
+    does nothing."""
     if self.processes > 1:
       return
-    placed = self.replicated_shapes(state), self.replicated_shapes(metrics), self.split(batch)
+    state = self.replicated_shapes(state)
+    jobs = [(self._train_step, (state, self.replicated_shapes(metrics), self.split(train_batch)))]
+    if eval_batch is not None:
+      jobs.append((self._eval_step, (state, self.eval_metrics(), self.split(eval_batch))))
+    self._train_compiled = threading.Event()
 
-    def compile_():
-      try:
-        self._train_step.lower(*placed).compile()
-      except Exception:  # pylint: disable=broad-except
-        pass  # The first step compiles again and raises it where the run reports errors.
+    def compile_all(train_compiled: threading.Event):
+      for step, args in jobs:
+        try:
+          step.lower(*args).compile()
+        except Exception:  # pylint: disable=broad-except
+          pass  # The step compiles again when used and raises it where the run reports errors.
+        train_compiled.set()
 
-    self._compiling = threading.Thread(target=compile_, name="compile-train-step", daemon=True)
-    self._compiling.start()
+    threading.Thread(target=compile_all, args=(self._train_compiled,), name="compile-ahead",
+                     daemon=True).start()
 
   def train_step(self, state, metrics, batch):
-    if self._compiling is not None:
-      self._compiling.join()
-      self._compiling = None
+    if self._train_compiled is not None:
+      self._train_compiled.wait()
+      self._train_compiled = None
     if self.host_devices:
       jax.block_until_ready(metrics)  # The previous step first (see host_devices).
     return self._train_step(state, metrics, batch)
