@@ -115,6 +115,8 @@ def jax_worker(name: str, steps: int) -> Worker:
   images, labels = _data(TRAIN, 0)
   test_images, test_labels = _data(TEST, 1)
   devices = parallel.select_devices(config.num_devices)
+  if config.keep_freed_memory and devices[0].platform == "cpu":  # As `cnnjax train` does.
+    print(f"malloc: {runtime.keep_freed_memory()}", file=sys.stderr)
   dmap = parallel.DeviceMap(config.parallel, devices, config, 10)
   model = models.build(config.model, 10, shape, parallel.AXIS)
   spe = pipeline.steps_per_epoch(TRAIN, config.batch_size)

@@ -21,6 +21,8 @@ def test_train_command_with_overrides(tiny_data_dir, tmp_path, capsys):
   assert "Total Parameters" in out and "finished: test accuracy" in out
   config = json.loads((tmp_path / "run" / "config.json").read_text())
   assert config["num_epochs"] == 1 and config["model"]["conv_features"] == [5, 8]
+  session = json.loads((tmp_path / "run" / "run.json").read_text())
+  assert session["malloc"].startswith(("glibc keeps freed memory", "not glibc", "left to"))
 
 
 @pytest.mark.parametrize("args, message", [

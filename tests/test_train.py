@@ -1,4 +1,8 @@
 
+import os
+import platform
+import subprocess
+import sys
 import threading
 
 import jax
@@ -266,3 +270,38 @@ def test_steps_compiled_ahead_for_another_batch_compile_their_own(tiny_config):
   tiny_config.model.conv_features = (7,)
   assert _first_step_lowerings(tiny_config, "pmap", 1, next(_batches(1, batch_size=16)),
                                ahead_batch=next(_batches(1, batch_size=8))) == (1, 1)
+
+
+_PAGE_FAULTS = """
+import resource, sys
+import numpy as np
+from cnnjax import runtime
+if sys.argv[1] == "keep":
+  print(runtime.keep_freed_memory())
+def faults():
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+  for _ in range(10):  # 64 MiB: above the largest block glibc ever takes from its heap.
+    del_me = np.ones(64 << 20, np.uint8)
+    del del_me
+  return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+faults()  # The first blocks are new to the process either way.
+print(faults())
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_keep_freed_memory_stops_the_page_faults_of_freeing_and_allocating_again():
+  """What XLA does every step on a CPU, with one 64 MiB buffer: by default each new block
+  is fresh pages from the OS (a fault per page: at least 32 a block even with 2 MiB huge
+  pages); kept, the heap's pages serve again."""
+  env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+  run = lambda mode, extra={}: subprocess.run(
+      [sys.executable, "-c", _PAGE_FAULTS, mode], capture_output=True, text=True, check=True,
+      env={**env, **extra}).stdout.splitlines()
+  assert int(run("default")[-1]) >= 10 * 32
+  said, faults = run("keep")
+  assert said == "glibc keeps freed memory (M_MMAP_MAX=0, M_TRIM_THRESHOLD=2 GiB)"
+  assert int(faults) < 32
+  said, faults = run("keep", {"MALLOC_TRIM_THRESHOLD_": "1000000"})
+  assert said == "left to the environment (MALLOC_TRIM_THRESHOLD_)"
+  assert int(faults) >= 10 * 32

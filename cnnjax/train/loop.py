@@ -142,6 +142,7 @@ class _Run:
   batch_size: int
   padded_batch: int  # The batch the devices get (config.pad_batch)
   periods: periodic.Periods
+  allocator: str  # What config.keep_freed_memory did (session.json)
 
 
 @dataclasses.dataclass
@@ -241,6 +242,9 @@ def _setup(config, cpu_origin: str) -> _Run:
   if jax.process_count() > 1 and config.num_devices:
     raise ConfigError("num_devices", "must be 0 (all local devices) with several processes")
   devices = parallel.select_devices(config.num_devices, cpu_origin)
+  allocator = "left alone (config.keep_freed_memory=False or not CPU devices)"
+  if config.keep_freed_memory and devices[0].platform == "cpu":
+    allocator = runtime.keep_freed_memory()
   dataset = data.load(config.data, config.seed)
   rule = config_lib.select_rule(config)
   if (config.data.augment_rotate or config.data.augment_scale) and len(dataset.input_shape) != 3:
@@ -254,7 +258,7 @@ def _setup(config, cpu_origin: str) -> _Run:
   model = models.build(config.model, dataset.num_classes, dataset.input_shape, parallel.AXIS)
   spe = pipeline.steps_per_epoch(len(dataset.train_labels), batch_size)
   return _Run(config, devices, dataset, model, rule, batch_size, padded_batch,
-              periodic.Periods.from_config(config, spe))
+              periodic.Periods.from_config(config, spe), allocator)
 
 
 def _compile_ahead(run: _Run, dmap: parallel.DeviceMap, tx) -> None:
@@ -277,6 +281,7 @@ def _write_records(run: _Run, workdir: Path, cpu_origin: str) -> None:
                  global_devices=len(run.devices) * jax.process_count())
   if run.devices[0].platform == "cpu":
     session["cpu_devices_set_by"] = cpu_origin
+  session["malloc"] = run.allocator
   records.write_run_records(workdir, config_lib.to_dict(run.config), session, diff)
   table = models.summary(run.model, run.dataset.input_shape)
   print(table, flush=True)
