@@ -42,8 +42,9 @@ def base_config() -> ml_collections.ConfigDict:
   # each batch side by side, with the same results (BatchNorm, dropout: global batch).
   c.cpu_devices = 0
   # On CPU devices, have glibc's malloc keep freed memory for the next step instead of
-  # returning it to the OS (page faults every step; see cnnjax.runtime.keep_freed_memory).
-  c.keep_freed_memory = True
+  # returning it to the OS (see cnnjax.runtime.keep_freed_memory). Whether it helps
+  # depends on the network: benchmarks/allocator.py measures it.
+  c.keep_freed_memory = False
   c.parallel = "pmap"  # "pmap" or "shard_map" (inside jit over a device mesh).
   c.distributed = ml_collections.ConfigDict()  # Several processes; see cnnjax/train/distributed.py.
   c.distributed.coordinator_address = ""  # "host:port" of process 0; "" = one process.

@@ -76,13 +76,14 @@ def keep_freed_memory() -> str:
 
   XLA on a CPU allocates a step's buffers and frees them at its end. By default glibc
   serves large blocks with mmap and returns them, and trims the top of its heap, to the
-  OS: the next step then touches fresh pages, thousands of page faults per step. Which a
-  process gets depends on how its first allocations fall: the talk CNN trained at
-  14,000-17,000 images/s in such a process and 26,000-31,000 in the others (2-core AMD
-  EPYC; docs/performance.md). Here large blocks come from the heap (M_MMAP_MAX 0) and the
-  heap is never trimmed below 2 GiB free (M_TRIM_THRESHOLD): the process keeps its
-  largest working set, as TCMalloc would. A MALLOC_* setting of glibc in the environment
-  wins; other C libraries are left alone.
+  OS: the next step then touches fresh pages, thousands of page faults per step, in some
+  processes and not others. Here large blocks come from the heap (M_MMAP_MAX 0) and the
+  main heap is never trimmed below 2 GiB free (M_TRIM_THRESHOLD). That made every process
+  of the talk CNN fast (3 of 4 were slow without it), but slowed configs/mnist_fast.py,
+  whose threads' own heaps (glibc's per-thread arenas, which no setting keeps) then take
+  the large blocks and are dropped and mapped again each step: measure a network with
+  benchmarks/allocator.py (docs/performance.md). A MALLOC_* setting of glibc in the
+  environment wins; other C libraries are left alone.
   """
   chosen = [name for name in _MALLOC_ENVIRONMENT if name in os.environ]
   if chosen:
