@@ -10,9 +10,10 @@ processes of its own, the settings taking turns, --rounds processes each:
              freed memory, see cnnjax.runtime.keep_freed_memory);
   tcmalloc   glibc's defaults with TCMalloc preloaded (LD_PRELOAD), when the library is
              installed (Debian: libtcmalloc-minimal4).
-Each process trains the config's real train step on MNIST-shaped random pixels: 30
-steps of warm-up, then three timings of --steps steps. A row is one process: the median
-of its three timings in images/s and its minor page faults per timed step.
+Each process trains the config's real train step on MNIST-shaped random pixels, set up
+as benchmarks/throughput.py does (11 steps and an evaluation first), then times --steps
+steps three times. A row is one process: the median of its three timings in images/s
+and its minor page faults per timed step.
 """
 from __future__ import annotations
 
@@ -25,49 +26,25 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
 TCMALLOC = "libtcmalloc_minimal.so.4"
 
 
 def worker(config_name: str, keep: bool, steps: int) -> dict:
-  import jax
-  import numpy as np
+  """Trains configs/<config_name>.py as benchmarks/throughput.py does, with
+  config.keep_freed_memory=`keep`."""
+  from throughput import jax_worker  # Beside this file.
 
-  from cnnjax import config as config_lib, models, runtime
-  from cnnjax.train import parallel
-  from cnnjax.train import steps as steps_lib
-  from cnnjax.train.optim import create_optimizer
-  from cnnjax.train.state import create_train_state
-
-  config = config_lib.load(str(HERE.parent / "configs" / f"{config_name}.py"))
-  runtime.use_cpu_devices(config.cpu_devices)
-  devices = parallel.select_devices(config.num_devices)
-  said = runtime.keep_freed_memory() if keep else "glibc's defaults"
-  model = models.build(config.model, 10, (28, 28, 1), parallel.AXIS)
-  tx, _ = create_optimizer(config.optimizer, 469, config.num_epochs)
-  dmap = parallel.DeviceMap(config.parallel, devices, config, 10)
-  carry = [dmap.replicate(create_train_state(model, (28, 28, 1), tx, config.seed)),
-           dmap.replicate(steps_lib.TrainMetrics.empty())]
-  rng = np.random.default_rng(0)
-  batch = {"images": rng.integers(0, 256, (config.batch_size, 28, 28, 1), dtype=np.uint8),
-           "labels": rng.integers(0, 10, config.batch_size).astype(np.int32)}
-
-  def run(n: int) -> None:
-    for _ in range(n):
-      carry[:] = dmap.train_step(*carry, dmap.split(batch))
-    jax.block_until_ready(carry)
-
-  run(30)
+  trainer = jax_worker(config_name, steps, f"configs/{config_name}.py",
+                       {"keep_freed_memory": keep})
   rates, faults = [], 0
   for _ in range(3):
     before, start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
-    run(steps)
-    rates.append(steps * config.batch_size / (time.perf_counter() - start))
+    trainer.run_steps(steps)
+    rates.append(steps * trainer.info["batch"] / (time.perf_counter() - start))
     faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
   return {"images_per_second": statistics.median(rates), "faults_per_step": faults / (3 * steps),
-          "malloc": said}
+          "malloc": trainer.info["malloc"]}
 
 
 def _tcmalloc() -> str:

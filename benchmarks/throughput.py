@@ -99,7 +99,10 @@ def serve(worker: Worker, steps: int) -> None:
   print(json.dumps({"peak_rss_mib": _peak_rss_mib()}), flush=True)
 
 
-def jax_worker(name: str, steps: int) -> Worker:
+def jax_worker(name: str, steps: int, config_file: str = "",
+               overrides: dict | None = None) -> Worker:
+  """cnnjax's side: `config_file` (default CONFIGS[name], relative to the repository),
+  with `overrides`, trained and evaluated as the train command does."""
   import jax
 
   from cnnjax import config as config_lib, models, runtime
@@ -109,14 +112,13 @@ def jax_worker(name: str, steps: int) -> Worker:
   from cnnjax.train.optim import create_optimizer
   from cnnjax.train.state import create_train_state
 
-  config = config_lib.load(str(HERE.parent / CONFIGS[name]))
+  config = config_lib.load(str(HERE.parent / (config_file or CONFIGS[name])), overrides)
   shape = (28, 28, 1)
   runtime.use_cpu_devices(config.cpu_devices)
   images, labels = _data(TRAIN, 0)
   test_images, test_labels = _data(TEST, 1)
   devices = parallel.select_devices(config.num_devices)
-  if config.keep_freed_memory and devices[0].platform == "cpu":  # As `cnnjax train` does.
-    print(f"malloc: {runtime.keep_freed_memory()}", file=sys.stderr)
+  malloc = runtime.apply_keep_freed_memory(config, devices)  # As `cnnjax train` does.
   dmap = parallel.DeviceMap(config.parallel, devices, config, 10)
   model = models.build(config.model, 10, shape, parallel.AXIS)
   spe = pipeline.steps_per_epoch(TRAIN, config.batch_size)
@@ -144,7 +146,7 @@ def jax_worker(name: str, steps: int) -> Worker:
   return Worker(run_steps, evaluate, profile, {
       "first_step_seconds": first, "batch": config.batch_size,
       "eval_batch": config.data.eval_batch_size,
-      "devices": f"{len(devices)} {devices[0].platform}"})
+      "devices": f"{len(devices)} {devices[0].platform}", "malloc": malloc})
 
 
 def _profile(run_steps, steps: int, folder: Path, top: int = 12) -> None:

@@ -95,3 +95,11 @@ def keep_freed_memory() -> str:
   if not (mallopt(_M_MMAP_MAX, 0) and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)):
     return "glibc refused mallopt: left alone"
   return "glibc keeps freed memory (M_MMAP_MAX=0, M_TRIM_THRESHOLD=2 GiB)"
+
+
+def apply_keep_freed_memory(config, devices) -> str:
+  """What config.keep_freed_memory asks of a run on `devices` (`keep_freed_memory` on CPU
+  devices when set), and says what was done."""
+  if config.keep_freed_memory and devices[0].platform == "cpu":
+    return keep_freed_memory()
+  return "left alone (config.keep_freed_memory=False or not CPU devices)"

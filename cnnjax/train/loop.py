@@ -242,9 +242,7 @@ def _setup(config, cpu_origin: str) -> _Run:
   if jax.process_count() > 1 and config.num_devices:
     raise ConfigError("num_devices", "must be 0 (all local devices) with several processes")
   devices = parallel.select_devices(config.num_devices, cpu_origin)
-  allocator = "left alone (config.keep_freed_memory=False or not CPU devices)"
-  if config.keep_freed_memory and devices[0].platform == "cpu":
-    allocator = runtime.keep_freed_memory()
+  allocator = runtime.apply_keep_freed_memory(config, devices)
   dataset = data.load(config.data, config.seed)
   rule = config_lib.select_rule(config)
   if (config.data.augment_rotate or config.data.augment_scale) and len(dataset.input_shape) != 3:
