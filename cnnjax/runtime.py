@@ -78,8 +78,9 @@ def keep_freed_memory() -> str:
   serves large blocks with mmap and returns them, and trims the top of its heap, to the
   OS: the next step then touches fresh pages, thousands of page faults per step, in some
   processes and not others. Here large blocks come from the heap (M_MMAP_MAX 0) and the
-  main heap is never trimmed below 2 GiB free (M_TRIM_THRESHOLD). That made every process
-  of the talk CNN fast (3 of 4 were slow without it), but slowed configs/mnist_fast.py,
+  main heap is never trimmed below 2 GiB free (M_TRIM_THRESHOLD). That took the talk CNN's
+  faults away in every process (2 of 4 were slow without it), but slowed
+  configs/mnist_fast.py,
   whose threads' own heaps (glibc's per-thread arenas, which no setting keeps) then take
   the large blocks and are dropped and mapped again each step: measure a network with
   benchmarks/allocator.py (docs/performance.md). A MALLOC_* setting of glibc in the

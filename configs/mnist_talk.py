@@ -22,7 +22,8 @@ def get_config():
   config.optimizer.momentum = 0.9
   config.optimizer.schedule = "cosine"
   # Its steps are fast enough for page faults to decide their speed: with glibc's
-  # defaults 3 of 4 processes trained at 18,000-21,000 images/s, kept 4 of 4 at 32,000
-  # (python benchmarks/allocator.py, 2-core AMD EPYC).
+  # defaults 2 of 4 processes had 2,000-2,600 faults per step and trained at 11,800-14,000
+  # images/s (the other two at 30,000-31,600); with memory kept none had faults
+  # (24,700-32,200) (python benchmarks/allocator.py, 2-core AMD EPYC).
   config.keep_freed_memory = True
   return config
