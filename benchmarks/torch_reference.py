@@ -84,9 +84,12 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
-  """uint8 (N, H, W, 1) -> normalized float32 (N, 1, H, W). Copied first: torch.from_numpy
-  warns about read-only arrays (the IDX reader's are views of the file's bytes)."""
-  x = torch.from_numpy(np.array(images.transpose(0, 3, 1, 2), order="C")).float().div_(255.0)
+  """uint8 (N, H, W, C) -> normalized float32 (N, C, H, W) in PyTorch's channels_last
+  memory format (the pixels as they come, a permuted view): its faster CPU path for these
+  networks, several times faster than NCHW for the default model's evaluation.
+  Copied first: torch.from_numpy warns about read-only arrays (the IDX reader's are views
+  of the file's bytes)."""
+  x = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float().div_(255.0)
   return (x - MEAN) / STD
 
 
