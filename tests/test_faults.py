@@ -208,7 +208,10 @@ def test_full_disk_fails_cleanly_and_read_only_workdir_is_refused(small_disk, ti
                          f"--config.data.dir={tiny_data_dir}", "--config.num_epochs=6", lines=2)
   warning, error = err.strip().splitlines()  # The final summary.json did not fit either.
   assert warning.startswith("cnnjax: could not write") and "summary.json" in warning
-  assert code == 1 and "could not write the checkpoint" in error and "No space left on device" in error
+  assert code == 1 and "No space left on device" in error
+  # The latest copy of the first evaluated step fitted, its selected copy did not.
+  assert f"could not write the checkpoint of step 32 in {small_disk / 'run' / 'selected'}:" in error
+  assert error.endswith("the latest complete checkpoint is step 32")
   from cnnjax.runs.reader import read_run
   assert read_run(small_disk / "run").status == "interrupted"  # Readable, not "running".
   subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)

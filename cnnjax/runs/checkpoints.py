@@ -99,16 +99,18 @@ class Checkpoints:
     """Writes `state` as the checkpoint of `step` in checkpoints/ (`latest`), then in
     selected/ (`selected`)."""
     managers = ([self._latest] if latest else []) + ([self._selected] if selected else [])
+    where = self.directory.parent  # Named in the error: the copy that failed, once known.
     try:
       host = jax.device_get(state)  # NumPy: with several processes, process 0 writes it.
       for manager in managers:
+        where = manager.directory
         if step in manager.all_steps():  # Left by a session killed after this point.
           manager.delete(step)
         manager.save(step, args=ocp.args.StandardSave(host))
     except Exception as e:  # Orbax and tensorstore raise ValueError/OSError alike.
-      raise CheckpointError(f"could not write the checkpoint of step {step} under "
-                            f"{self.directory.parent}: {_reason(e)}; the latest complete "
-                            f"checkpoint is step {self._latest.latest_step()}") from e
+      raise CheckpointError(f"could not write the checkpoint of step {step} in {where}: "
+                            f"{_reason(e)}; the latest complete checkpoint is step "
+                            f"{self._latest.latest_step()}") from e
 
   def close(self) -> None:
     for manager in (self._latest, self._selected):
