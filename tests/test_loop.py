@@ -231,3 +231,29 @@ def test_validation_is_the_same_on_one_device_and_test_curves_are_opt_in(finishe
     assert a["val_accuracy"] == b["val_accuracy"]
     assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
   assert one["selected_epoch"] == summary["selected_epoch"]
+
+
+def test_a_failed_checkpoint_write_names_the_copy_and_the_step_a_resume_starts_from(tmp_path,
+                                                                                   monkeypatch):
+  from cnnjax.errors import CheckpointError
+  from cnnjax.runs.checkpoints import Checkpoints
+  ckpts = Checkpoints(tmp_path / "run", keep=2)
+  state = {"w": np.arange(3.0)}
+
+  def full(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+
+  with monkeypatch.context() as patch:
+    patch.setattr(ckpts._latest, "save", full)
+    with pytest.raises(CheckpointError) as failed:
+      ckpts.save(1, state, selected=True)
+  assert str(failed.value) == (f"could not write the checkpoint of step 1 in "
+                               f"{tmp_path / 'run' / 'checkpoints'}: [Errno 28] No space left "
+                               f"on device; none is complete")
+  monkeypatch.setattr(ckpts._selected, "save", full)
+  with pytest.raises(CheckpointError) as failed:
+    ckpts.save(2, state, selected=True)
+  assert str(failed.value) == (f"could not write the checkpoint of step 2 in "
+                               f"{tmp_path / 'run' / 'selected'}: [Errno 28] No space left "
+                               f"on device; the latest complete is step 2")
+  ckpts.close()

@@ -108,9 +108,10 @@ class Checkpoints:
           manager.delete(step)
         manager.save(step, args=ocp.args.StandardSave(host))
     except Exception as e:  # Orbax and tensorstore raise ValueError/OSError alike.
+      last = self._latest.latest_step()
+      complete = "none is complete" if last is None else f"the latest complete is step {last}"
       raise CheckpointError(f"could not write the checkpoint of step {step} in {where}: "
-                            f"{_reason(e)}; the latest complete checkpoint is step "
-                            f"{self._latest.latest_step()}") from e
+                            f"{_reason(e)}; {complete}") from e
 
   def close(self) -> None:
     for manager in (self._latest, self._selected):
