@@ -238,22 +238,20 @@ def test_a_failed_checkpoint_write_names_the_copy_and_the_step_a_resume_starts_f
   from cnnjax.errors import CheckpointError
   from cnnjax.runs.checkpoints import Checkpoints
   ckpts = Checkpoints(tmp_path / "run", keep=2)
-  state = {"w": np.arange(3.0)}
 
   def full(*args, **kwargs):
     raise OSError(28, "No space left on device")
 
-  with monkeypatch.context() as patch:
-    patch.setattr(ckpts._latest, "save", full)
-    with pytest.raises(CheckpointError) as failed:
-      ckpts.save(1, state, selected=True)
-  assert str(failed.value) == (f"could not write the checkpoint of step 1 in "
-                               f"{tmp_path / 'run' / 'checkpoints'}: [Errno 28] No space left "
-                               f"on device; none is complete")
-  monkeypatch.setattr(ckpts._selected, "save", full)
-  with pytest.raises(CheckpointError) as failed:
-    ckpts.save(2, state, selected=True)
-  assert str(failed.value) == (f"could not write the checkpoint of step 2 in "
-                               f"{tmp_path / 'run' / 'selected'}: [Errno 28] No space left "
-                               f"on device; the latest complete is step 2")
+  def error_saving(step, manager):
+    with monkeypatch.context() as patch:
+      patch.setattr(manager, "save", full)
+      with pytest.raises(CheckpointError) as failed:
+        ckpts.save(step, {"w": np.arange(3.0)}, selected=True)
+    return str(failed.value)
+
+  message = lambda step, folder, complete: (
+      f"could not write the checkpoint of step {step} in {tmp_path / 'run' / folder}: "
+      f"[Errno 28] No space left on device; {complete}")
+  assert error_saving(1, ckpts._latest) == message(1, "checkpoints", "none is complete")
+  assert error_saving(2, ckpts._selected) == message(2, "selected", "the latest complete is step 2")
   ckpts.close()
