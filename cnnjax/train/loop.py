@@ -81,8 +81,9 @@ _compute = jax.jit(lambda metrics: metrics.compute())
 
 
 def _eval_batch_size(dmap: parallel.DeviceMap, batch_size: int) -> int:
-  """config.data.eval_batch_size rounded up to a multiple of the devices."""
-  return -(-batch_size // dmap.global_n) * dmap.global_n
+  """config.data.eval_batch_size rounded up to a multiple of the devices (the padding is
+  masked out)."""
+  return parallel.padded_batch_size(batch_size, dmap.global_n, pad=True)
 
 
 def evaluate(dmap: parallel.DeviceMap, rstate, images, labels, batch_size: int,
