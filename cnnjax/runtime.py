@@ -80,11 +80,10 @@ def keep_freed_memory() -> str:
   processes and not others. Here large blocks come from the heap (M_MMAP_MAX 0) and the
   main heap is never trimmed below 2 GiB free (M_TRIM_THRESHOLD). That took the talk CNN's
   faults away in every process (2 of 4 were slow without it), but slowed
-  configs/mnist_fast.py,
-  whose threads' own heaps (glibc's per-thread arenas, which no setting keeps) then take
-  the large blocks and are dropped and mapped again each step: measure a network with
-  benchmarks/allocator.py (docs/performance.md). A MALLOC_* setting of glibc in the
-  environment wins; other C libraries are left alone.
+  configs/mnist_fast.py, whose threads' own heaps (glibc's per-thread arenas, which no
+  setting keeps) then take the large blocks and are dropped and mapped again each step:
+  measure a network with benchmarks/allocator.py (docs/performance.md). A MALLOC_* setting
+  of glibc in the environment wins; other C libraries are left alone.
   """
   chosen = [name for name in _MALLOC_ENVIRONMENT if name in os.environ]
   if chosen:
