@@ -1,6 +1,4 @@
-import sys
-
-from cnnjax.cli import main
+from cnnjax.cli import entry
 
 if __name__ == "__main__":  # Not when a spawned worker process (Grain's) imports it.
-  sys.exit(main())
+  entry()

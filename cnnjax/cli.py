@@ -39,7 +39,10 @@ Every command that takes a config overrides its fields the same way: --config.FI
 """
 
 
-def _train(args: list[str]) -> int:
+def _train(args: list[str], own_process: bool = False) -> int:
+  if own_process:  # From the first moment: see cnnjax.train.signals.
+    from cnnjax.train import signals
+    signals.install_for_process()
   if os.environ.get("CNNJAX_CPUS"):  # Before JAX starts: XLA sizes its pools to these CPUs.
     os.sched_setaffinity(0, {int(c) for c in os.environ["CNNJAX_CPUS"].split(",")})
   parser = argparse.ArgumentParser(
@@ -91,13 +94,15 @@ def _fail(message: str, debug: bool, code: int) -> int:
   return code
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, own_process: bool = False) -> int:
+  """Runs a cnnjax command; `own_process`: this process is that command's alone (the
+  `cnnjax` executable), so `train` may keep signal handlers for the process's life."""
   args = sys.argv[1:] if argv is None else argv
   if not args or args[0] in ("-h", "--help", "help"):
     print(USAGE)
     return 0
   if args[0] == "train":
-    return _train(args[1:])
+    return _train(args[1:], own_process)
   if args[0] in ("exp", "sweep", "data", "viz", "predict", "eval"):
     from cnnjax import commands
     return commands.main(args)
@@ -105,5 +110,10 @@ def main(argv: list[str] | None = None) -> int:
   return 2
 
 
+def entry() -> None:
+  """The `cnnjax` executable (and `python -m cnnjax`)."""
+  sys.exit(main(own_process=True))
+
+
 if __name__ == "__main__":
-  sys.exit(main())
+  entry()

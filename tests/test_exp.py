@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cnnjax import config as config_lib
-from cnnjax.exp import hyper, plot, reproduce, sweep, table
+from cnnjax.exp import hyper, plot, point, reproduce, sweep, table
 from cnnjax.exp.launchers.local import LocalLauncher
 from cnnjax.runs import records
 from cnnjax.runs.reader import read_run
@@ -255,3 +255,25 @@ def test_runs_that_predate_a_config_field_read_it_as_its_default(tmp_path):
   del old["data"]["augment_rotate"]  # Written before the field existed (default 0).
   records.write_json(tmp_path / "seed=0" / "config.json", old)
   assert [r["n"] for r in table.show([tmp_path], aggregate="seed").rows] == [2]
+
+
+@pytest.mark.parametrize("code, status, error", [
+    (3, "running", None),  # It stopped with a checkpoint and said so itself.
+    (-15, "interrupted", "stopped at once by SIGTERM; the next run resumes from its latest checkpoint"),
+    (-12, "interrupted", "stopped at once by SIGUSR2; the next run resumes from its latest checkpoint"),
+    (-9, "failed", "killed by SIGKILL; its log ends: epoch 1/3"),
+    (1, "failed", "epoch 1/3"),
+])
+def test_a_points_exit_is_recorded_as_what_it_was(code, status, error, tmp_path):
+  records.write_json(tmp_path / "summary.json", {"status": "running", "steps": 16})
+  (tmp_path / point.LOG_FILE).write_text("resuming\nepoch 1/3\n\n")
+  point.record_exit(tmp_path, code)
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  assert (summary["status"], summary.get("error"), summary["steps"]) == (status, error, 16)
+
+
+def test_a_point_killed_before_its_first_record_reads_as_interrupted(tmp_path):
+  point.record_exit(tmp_path, -2)
+  assert read_run(tmp_path).status == "interrupted"
+  point.record_exit(tmp_path, 1)  # A later failure does not overwrite a final status.
+  assert read_run(tmp_path).status == "interrupted"

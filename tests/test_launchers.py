@@ -195,3 +195,73 @@ def test_a_requeued_slurm_point_resumes_from_its_checkpoint(slurm, local, tmp_pa
   assert "SIGUSR2 at step" in log
   assert len(json.loads((workdir / "run.json").read_text())["resumes"]) == 1
   assert comparable_metrics(workdir) == comparable_metrics(local / "long" / "num_epochs=30")
+
+
+def _pid(workdir) -> int:
+  """The training process holding a run directory, from its lock file."""
+  return int((workdir / ".lock").read_text().split()[1])
+
+
+def _alive(pid: int) -> bool:
+  try:
+    state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+  except FileNotFoundError:
+    return False
+  return state != "Z"
+
+
+def test_the_sweeps_stop_request_landing_while_its_point_records_its_stop_leaves_it_interrupted(
+    local, tmp_path):
+  """A process-group SIGTERM reaches the sweep and its point at once; the sweep then asks
+  the point to stop too (SIGUSR2). Here the point is held where that request came too late
+  before: it has taken its SIGTERM, saved its checkpoint and not yet recorded "interrupted"
+  (failpoint "stopped") when the sweep's half of the same signal makes it send SIGUSR2."""
+  root, log = tmp_path / "long", None
+  workdir = root / "num_epochs=30"
+  sweep = subprocess.Popen([sys.executable, "-m", "cnnjax", "sweep", str(local / "long.py"),
+                            "--root", str(root)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, start_new_session=True,
+                           env=dict(os.environ, CNNJAX_PAUSE_AT="stopped:1"))
+  _wait(_checkpointed(workdir), "the long point's first checkpoint")
+  trainer = _pid(workdir)
+  os.kill(trainer, signal.SIGTERM)  # The point's half of the group's SIGTERM.
+  log = workdir / "train.log"
+  _wait(lambda: "paused at stopped:1" in log.read_text(), "the point to save its checkpoint")
+  os.kill(sweep.pid, signal.SIGTERM)  # The sweep's half: it asks its points to stop.
+  _wait(lambda: "SIGUSR2: already stopping" in log.read_text() or not _alive(trainer),
+        "the sweep's stop request to reach the point")
+  if _alive(trainer):
+    os.kill(trainer, signal.SIGCONT)  # Lets the point go on from its failpoint.
+  out, _ = sweep.communicate(timeout=120)
+  summary = json.loads((workdir / "summary.json").read_text())
+  assert summary["status"] == "interrupted", (summary.get("error"), log.read_text()[-600:])
+  assert "SIGTERM at step" in summary["error"]
+  again = _sweep(local / "long.py", root)
+  assert again.returncode == 0, again.stdout + again.stderr
+  assert comparable_metrics(workdir) == comparable_metrics(local / "long" / "num_epochs=30")
+
+
+def test_a_second_group_sigterm_stops_the_point_at_once_and_leaves_it_interrupted(local, tmp_path):
+  """Ctrl-C twice, or a second SIGTERM to the group: the point ends at once by the signal's
+  default action, which its launcher records as interrupted; the next sweep resumes it."""
+  root = tmp_path / "long"
+  workdir = root / "num_epochs=30"
+  sweep = subprocess.Popen([sys.executable, "-m", "cnnjax", "sweep", str(local / "long.py"),
+                            "--root", str(root)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, start_new_session=True,
+                           env=dict(os.environ, CNNJAX_PAUSE_AT="step:20"))
+  log = workdir / "train.log"
+  _wait(lambda: log.is_file() and "paused at step:20" in log.read_text(), "the point's step 20")
+  trainer = _pid(workdir)
+  os.killpg(sweep.pid, signal.SIGTERM)
+  _wait(lambda: "SIGTERM: stopping after this step" in log.read_text(), "the point's first stop")
+  os.killpg(sweep.pid, signal.SIGTERM)
+  _wait(lambda: not _alive(trainer), "the point to end at once")
+  out, _ = sweep.communicate(timeout=120)
+  summary = json.loads((workdir / "summary.json").read_text())
+  assert summary["status"] == "interrupted", (out, sweep.returncode)
+  assert summary["error"].startswith("stopped at once by SIGTERM")
+  again = _sweep(local / "long.py", root)
+  assert again.returncode == 0, again.stdout + again.stderr
+  assert "resuming" in log.read_text()  # From the step-16 checkpoint.
+  assert comparable_metrics(workdir) == comparable_metrics(local / "long" / "num_epochs=30")

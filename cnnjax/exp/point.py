@@ -18,6 +18,7 @@ from cnnjax import config as config_lib
 from cnnjax.errors import EXIT_INTERRUPTED
 from cnnjax.runs import records
 from cnnjax.runs.reader import read_run
+from cnnjax.train.signals import STOP
 
 CONFIG_FILE = "point_config.json"
 LOG_FILE = "train.log"
@@ -45,12 +46,32 @@ def last_log_line(workdir: Path) -> str:
   return lines[-1] if lines else ""
 
 
-def record_failure(workdir: Path, error: str) -> None:
-  """Marks a point failed when its process died before writing a final status."""
+def record_end(workdir: Path, status: str, error: str) -> None:
+  """Writes the final status a point's process died without writing (failed or
+  interrupted); a status it wrote itself stays."""
   record = read_run(workdir)
   if record.summary.get("status") in (None, "running"):
-    records.write_json(workdir / "summary.json", {**record.summary, "status": "failed",
+    records.write_json(workdir / "summary.json", {**record.summary, "status": status,
                                                    "error": error, "ended": records.now()})
+
+
+def record_exit(workdir: Path, code: int) -> None:
+  """What a point's process could not record itself. Ended by a stop signal (a second
+  SIGINT/SIGTERM stops at once; any of them before its handlers were set kills it), it is
+  interrupted and resumes from its latest checkpoint; any other end without a final
+  status is a failure, with the last line it wrote."""
+  if code in (0, EXIT_INTERRUPTED):
+    return
+  if -code in STOP:
+    record_end(workdir, "interrupted", f"stopped at once by {signal.Signals(-code).name}; "
+               f"the next run resumes from its latest checkpoint")
+    return
+  last = last_log_line(workdir)
+  if code > 0:
+    record_end(workdir, "failed", last or f"exit code {code}")
+  else:
+    record_end(workdir, "failed", f"killed by {signal.Signals(-code).name}"
+               + (f"; its log ends: {last}" if last else ""))
 
 
 class PointProcess:
@@ -78,8 +99,7 @@ class PointProcess:
       except BaseException:  # The launcher is stopping (Ctrl-C, a cancelled Ray task).
         self.stop()
         raise
-    if code not in (0, EXIT_INTERRUPTED):
-      record_failure(self.workdir, last_log_line(self.workdir) or f"exit code {code}")
+    record_exit(self.workdir, code)
     return code
 
   def wait(self, timeout: float | None = None) -> int | None:
@@ -95,6 +115,12 @@ class PointProcess:
     time limit); returns at once."""
     if self.child is not None and self.child.poll() is None:
       self.child.send_signal(STOP_SIGNAL)
+
+  def stop_now(self) -> None:
+    """Asks a running process to stop at once (SIGTERM: after a first stop signal, it
+    ends without finishing its step; the run resumes from its latest checkpoint)."""
+    if self.child is not None and self.child.poll() is None:
+      self.child.send_signal(signal.SIGTERM)
 
   def stop(self, timeout: float = 120.0) -> int | None:
     """`request_stop`, then waits for the process."""

@@ -108,8 +108,8 @@ def _watch(launcher, workdirs: dict[str, Path], log, poll_seconds: float) -> Non
       state = point.state(workdir)
       if workdir in ended:
         if state in ("queued", "running"):
-          point.record_failure(workdir, ended[workdir] or point.last_log_line(workdir)
-                               or "the point's process ended without a final status")
+          point.record_end(workdir, "failed", ended[workdir] or point.last_log_line(workdir)
+                           or "the point's process ended without a final status")
           state = point.state(workdir)
         del pending[name]
       elif state == "interrupted":

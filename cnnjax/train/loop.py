@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -31,7 +29,7 @@ from cnnjax.runs import records
 from cnnjax.runs.checkpoints import Checkpoints
 from cnnjax.runs.failpoints import pause_point
 from cnnjax.runs.metrics import MetricsWriter
-from cnnjax.train import distributed, parallel, periodic, steps
+from cnnjax.train import distributed, parallel, periodic, signals, steps
 from cnnjax.train.optim import create_optimizer
 from cnnjax.train.state import create_train_state, train_state_shapes
 
@@ -39,41 +37,6 @@ from cnnjax.train.state import create_train_state, train_state_shapes
 
 class Interrupted(Exception):
   """SIGINT, SIGTERM, SIGUSR1 or SIGUSR2 arrived; the run saved a checkpoint and stopped."""
-
-
-class _StopSignal:
-  """First SIGINT/SIGTERM/SIGUSR1/SIGUSR2: stop at the next step boundary. A second SIGINT
-  or SIGTERM takes its default action; further SIGUSR1/SIGUSR2 (what SLURM sends ahead of
-  a time limit, to every process of a job) change nothing."""
-
-  _ESCALATE = (signal.SIGINT, signal.SIGTERM)
-
-  def __init__(self):
-    self.received = None
-    self._previous = {}
-
-  def __enter__(self):
-    for sig in (*self._ESCALATE, signal.SIGUSR1, signal.SIGUSR2):
-      try:
-        self._previous[sig] = signal.signal(sig, self._handle)
-      except ValueError:  # Not the main thread: leave signals alone.
-        pass
-    return self
-
-  def _handle(self, signum, frame):
-    for sig in self._ESCALATE:  # First, so that a signal sent after the message escalates.
-      if sig in self._previous:
-        signal.signal(sig, self._previous[sig])
-    if not self.received:
-      self.received = signal.Signals(signum).name
-      again = " (send it again to stop at once)" if signum in self._ESCALATE else ""
-      # os.write: a print could land inside another print of the interrupted code.
-      os.write(2, f"cnnjax: {self.received}: stopping after this step with a checkpoint"
-                  f"{again}\n".encode())
-
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
 
 
 # One compilation each, where running eagerly compiles every op on its first use.
@@ -190,7 +153,7 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
   try:
     rstate, rmetrics = dmap.replicate(state), dmap.replicate(epoch_metrics)
     progress = periodic.ProgressLine(config.log_every_seconds, periods, run.batch_size)
-    with _StopSignal() as stop:
+    with signals.stop_signals() as stop:
       for epoch in range(step // periods.steps_per_epoch, config.num_epochs):
         epoch_start, epoch_start_step = time.time(), step
         rstate, rmetrics, step = _train_epoch(run, dmap, rstate, rmetrics, epoch, step,
@@ -220,6 +183,12 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
     status = "finished"
   except Interrupted as e:
     status, error = "interrupted", str(e)
+    pause_point("stopped")  # Checkpoint saved, "interrupted" not yet recorded.
+    raise
+  except KeyboardInterrupt:  # A second SIGINT, in a process that kept Python's handler.
+    status, error = "interrupted", (f"KeyboardInterrupt: stopped at once; the same command "
+                                    f"resumes from the latest checkpoint (step "
+                                    f"{ckpts.latest_step()})")
     raise
   except BaseException as e:
     error = f"{type(e).__name__}: {e}"
@@ -309,7 +278,7 @@ def _summary_start(run: _Run, state) -> dict[str, Any]:
           "test_examples": len(dataset.test_labels)}
 
 
-def _train_epoch(run: _Run, dmap, rstate, rmetrics, epoch: int, step: int, stop: _StopSignal,
+def _train_epoch(run: _Run, dmap, rstate, rmetrics, epoch: int, step: int, stop: signals.StopSignals,
                  progress: periodic.ProgressLine, ckpts: Checkpoints, summary: dict,
                  clock: _Clock):
   """The steps of `epoch` from `step` on: (state, metrics accumulated, step). Sets
@@ -333,7 +302,7 @@ def _train_epoch(run: _Run, dmap, rstate, rmetrics, epoch: int, step: int, stop:
   return rstate, rmetrics, step
 
 
-def _interrupt(dmap, rstate, rmetrics, step: int, ckpts: Checkpoints, stop: _StopSignal):
+def _interrupt(dmap, rstate, rmetrics, step: int, ckpts: Checkpoints, stop: signals.StopSignals):
   """Saves the checkpoint of `step` (unless the loop just did) and raises Interrupted."""
   if ckpts.latest_step() != step:
     saved = dmap.unreplicate({"state": rstate, "epoch_metrics": rmetrics})

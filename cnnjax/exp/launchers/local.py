@@ -57,9 +57,20 @@ class LocalLauncher:
 
   def close(self) -> None:
     """Waits for the points in progress; when the sweep is stopping early, they are first
-    asked to checkpoint and stop (the next sweep resumes them), and queued ones dropped."""
+    asked to checkpoint and stop (the next sweep resumes them), and queued ones dropped.
+    A stop signal while it waits (Ctrl-C again) asks them to stop at once; it still waits
+    for each process to end, so that how each ended is recorded."""
     for future in self._futures.values():
       future.cancel()
-    for process in list(self._processes.values()):
-      process.request_stop()
-    self._pool.shutdown(wait=True, cancel_futures=True)
+    ask = point.PointProcess.request_stop
+    while True:
+      for process in list(self._processes.values()):
+        ask(process)
+      try:
+        # Not Thread.join: interrupted by a signal, it leaves Python (3.11) taking the
+        # thread for ended, and the interpreter exits without waiting for it.
+        concurrent.futures.wait(self._futures.values())
+        break
+      except KeyboardInterrupt:
+        ask = point.PointProcess.stop_now
+    self._pool.shutdown(wait=True)
