@@ -45,7 +45,7 @@ class _Images:
 
 
 def write(folder: Path, size_gib: float) -> int:
-  from cnnjax.data import arrayrecord
+  from cnnjax.data import array_record
   folder.mkdir(parents=True, exist_ok=True)
   train = int(size_gib * 2**30 // np.prod(SHAPE))
   test = min(5000, max(100, train // 50))
@@ -53,15 +53,15 @@ def write(folder: Path, size_gib: float) -> int:
   splits = {}
   for split, n, seed in (("train", train, 1), ("test", test, 2)):
     labels = rng.integers(0, CLASSES, n).astype(np.int32)
-    splits[split] = arrayrecord.write_split(folder, split, _Images(n, seed), labels)
-  arrayrecord.write_index(folder, SHAPE, np.uint8, CLASSES, [], splits, "benchmarks/streaming.py")
+    splits[split] = array_record.write_split(folder, split, _Images(n, seed), labels)
+  array_record.write_index(folder, SHAPE, np.uint8, CLASSES, [], splits, "benchmarks/streaming.py")
   return train
 
 
 def pipeline_worker(folder: str, batch: int, threads: int) -> dict:
   """One epoch of the input pipeline alone: shuffled global batches read from disk."""
-  from cnnjax.data import arrayrecord, pipeline
-  images, labels, *_ = arrayrecord.load(Path(folder), read_threads=threads)
+  from cnnjax.data import array_record, pipeline
+  images, labels, *_ = array_record.load(Path(folder), read_threads=threads)
   start, seen = time.perf_counter(), 0
   for b in pipeline.train_batches(images, labels, batch, seed=0, epoch=0):
     seen += len(b["labels"])

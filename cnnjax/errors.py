@@ -15,6 +15,10 @@ class ConfigError(CnnjaxError):
     super().__init__(f"config.{field}: {message}")
 
 
+class UsageError(CnnjaxError):
+  """A command line or a call that cannot work (an unknown argument, a missing file)."""
+
+
 class DataError(CnnjaxError):
   """A data set is missing or malformed; the message names the file or folder."""
 

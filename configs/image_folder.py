@@ -4,6 +4,7 @@ Class names come from the folder names and are recorded in summary.json.
 
   cnnjax train --config configs/image_folder.py --workdir runs/pets --config.data.dir=DIR
 """
+from cnnjax import data
 from cnnjax.config import base_config
 
 
@@ -11,16 +12,13 @@ def get_config():
   config = base_config()
   config.num_epochs = 20
   config.batch_size = 64
-  config.data.source = "folder"
-  config.data.image_size = (64, 64)
-  config.data.channels = 3
+  config.data = data.config("folder", image_size=(64, 64), channels=3)
   config.data.num_classes = 0  # As many as the training folder has.
   config.data.mean = 0.5
   config.data.std = 0.25
   config.data.validation_examples = 0  # Set it (e.g. a tenth of the images) to select on.
   config.data.augment_shift = 4
   config.max_batch_fraction = 0.25  # Small folders still get several steps per epoch.
-  config.model.name = "cnn"
   config.model.conv_features = (32, 64, 128)
   config.model.dense_features = (128,)
   config.model.batch_norm = True

@@ -16,7 +16,6 @@ def get_config():
   config.data.validation_examples = 5000  # Held out of the 60,000: selection and curves.
   config.label_smoothing = 0.1
   config.data.augment_shift = 2
-  config.model.name = "cnn"
   config.model.conv_features = (32, 64)
   config.model.dense_features = (128,)
   config.model.batch_norm = True

@@ -19,7 +19,6 @@ def get_config():
   config.cpu_devices = 1
   config.batch_size = 128
   config.data.validation_examples = 5000  # Held out of the 60,000: selection and curves.
-  config.model.name = "cnn"
   config.model.conv_features = (8, 16)
   config.model.batch_norm = True
   config.model.pool_first = True

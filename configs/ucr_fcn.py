@@ -1,11 +1,13 @@
 """The fully convolutional network (FCN) of Wang et al. (2017) on a UCR/UEA time-series
 set: three conv blocks (128, 256, 128 filters; kernels 8, 5, 3) with BatchNorm and
-ReLU, global average pooling; batch size min(16, N_train / 10) as in the paper. The argument names the set, found under config.data.dir
-(or $CNNJAX_DATA_DIR) as NAME/NAME_TRAIN.ts and NAME/NAME_TEST.ts.
+ReLU, global average pooling; batch size min(16, N_train / 10) as in the paper. The
+argument names the set, found under config.data.dir (or $CNNJAX_DATA_DIR) as
+NAME/NAME_TRAIN.ts and NAME/NAME_TEST.ts.
 
   cnnjax train --config configs/ucr_fcn.py:GunPoint --workdir runs/gunpoint_fcn \\
       --config.data.dir=../shared/data/ucr
 """
+from cnnjax import data
 from cnnjax.config import base_config
 
 
@@ -16,14 +18,11 @@ def get_config(name: str = "GunPoint"):
   config.max_batch_fraction = 0.1  # Batch min(16, N/10), as Wang et al.: 3 on ArrowHead's 36.
   config.pad_batch = True  # Such batches rarely split over the devices: pad and mask.
   config.eval_every_epochs = 10
-  config.data.source = "ucr"
-  config.data.name = name
+  config.data = data.config("ucr", name=name, znorm=True)
   config.data.num_classes = 0  # As many as the set's @classLabel lists.
   config.data.mean = 0.0
   config.data.std = 1.0
-  config.data.znorm = True
   config.data.eval_batch_size = 256
-  config.model.name = "cnn"
   config.model.conv_features = (128, 256, 128)
   config.model.kernel_sizes = (8, 5, 3)
   config.model.pool_size = 1

@@ -8,11 +8,11 @@ this one starts from; the argument names the set.
 """
 from pathlib import Path
 
+from cnnjax import models
 from cnnjax.config import load
 
 
 def get_config(name: str = "GunPoint"):
   config = load(f"{Path(__file__).with_name('ucr_fcn.py')}:{name}")
-  config.model.name = "resnet"
-  config.model.conv_features = (64, 128, 128)  # Block widths; kernel_sizes (8, 5, 3) per block.
+  config.model = models.config("resnet", conv_features=(64, 128, 128), kernel_sizes=(8, 5, 3))
   return config

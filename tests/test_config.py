@@ -1,20 +1,55 @@
 import pytest
 
 from cnnjax import config as config_lib
-from cnnjax.errors import ConfigError
+from cnnjax import data
+from cnnjax.errors import ConfigError, UsageError
 from helpers import ROOT
 
-CONFIGS = ["mnist_talk.py", "mnist.py", "mnist_fast.py", "mnist_mlp.py", "tiny.py"]
-CONTRACT = ["seed", "num_epochs", "batch_size", "num_devices", "optimizer.learning_rate",
-            "data.dir", "data.train_examples"]
+CONFIGS = sorted(p.name for p in (ROOT / "configs").glob("*.py"))
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_every_config_loads_validates_and_has_the_contract_fields(name):
+def test_every_config_file_loads_validates_and_round_trips(name):
   config = config_lib.load(str(ROOT / "configs" / name))
   config_lib.validate(config)
-  flat = config_lib.flatten(config_lib.to_dict(config))
-  assert all(field in flat for field in CONTRACT)
+  assert config_lib.from_dict(config_lib.to_dict(config)).to_dict() == config.to_dict()
+
+
+def test_a_model_and_a_data_source_own_their_fields():
+  config = config_lib.load(str(ROOT / "configs" / "mnist.py"),
+                           {"model.name": "resnet", "data.source": "ucr", "data.name": "GunPoint"})
+  assert set(config.model) == {"name", "dtype", "conv_features", "kernel_sizes",
+                               "batch_norm_momentum"}
+  assert config.model.conv_features == (64, 128, 128)  # The ResNet's defaults, not mnist.py's.
+  assert set(config.data) == {*data.SHARED, "name", "dir", "znorm", "unequal_length",
+                              "series_length"}
+  assert config.data.validation_examples == 5000  # Shared fields keep the config file's values.
+  mlp = config_lib.load(str(ROOT / "configs" / "mnist_mlp.py"))
+  assert set(mlp.model) == {"name", "dtype", "dense_features", "dropout_rate"}
+
+
+def test_a_config_file_that_renames_its_model_without_its_fields_fails_naming_one(tmp_path):
+  path = tmp_path / "renamed.py"
+  path.write_text("from cnnjax.config import base_config\n\n"
+                  "def get_config():\n"
+                  "  config = base_config()\n"
+                  "  config.model.name = 'mlp'  # The CNN's fields stay: not the MLP's.\n"
+                  "  return config\n")
+  with pytest.raises(ConfigError, match=r"config\.model\.batch_norm: not a field of model 'mlp' "
+                                        r"\(its fields: dense_features, dropout_rate; shared: dtype, name\)"):
+    config_lib.validate(config_lib.load(str(path)))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("model.name", "vgg", r"config\.model\.name: 'vgg' is not one of 'cnn', 'mlp', 'resnet' \(or a "
+                          r"class of your own, as 'package\.module:Class'\)"),
+    ("data.source", "csv", r"config\.data\.source: 'csv' is not one of 'array_record', 'folder', "
+                           r"'idx', 'npz', 'synthetic', 'tfds', 'ucr'"),
+    ("model.name", "json:loads", r"config\.model\.name: 'json:loads' is not a class"),
+])
+def test_an_unknown_model_or_source_names_the_field(field, value, message):
+  with pytest.raises(ConfigError, match=message):
+    config_lib.load(str(ROOT / "configs" / "mnist.py"), {field: value})
 
 
 def test_talk_config_is_the_talks_network():
@@ -52,7 +87,7 @@ def test_command_line_overrides_are_typed_by_the_field():
   assert (config.model.padding, config.model.kernel_size) == ("VALID", 5)  # Either type.
   assert config.pad_batch is True and config.optimizer.learning_rate == 0.1
   for bad in (["--set", "x=1"], ["--config.batch_size"], ["--config.=1"]):
-    with pytest.raises(ValueError):
+    with pytest.raises(UsageError):
       config_lib.command_line_overrides(bad)
 
 
@@ -68,10 +103,8 @@ def test_misspelt_override_suggests_the_closest_field():
     ("optimizer.learning_rate", -0.1, r"config\.optimizer\.learning_rate: must be a positive"),
     ("optimizer.name", "adagrad", r"config\.optimizer\.name: 'adagrad' is not one of 'sgd'"),
     ("optimizer.schedule", "step", r"config\.optimizer\.schedule: 'step' is not one of"),
-    ("model.name", "vgg", r"config\.model\.name: 'vgg' is not one of 'cnn', 'mlp', 'resnet'"),
     ("model.dropout_rate", 1.0, r"config\.model\.dropout_rate: must be in \[0, 1\)"),
     ("model.conv_features", (8, 0), r"config\.model\.conv_features: needs one or more positive"),
-    ("data.source", "csv", r"config\.data\.source: 'csv' is not one of 'idx', 'tfds'"),
     ("data.train_examples", 100, r"config\.data\.train_examples: 100 examples make no batch"),
     ("num_devices", -1, r"config\.num_devices: must be >= 0"),
     ("checkpoint.select", "test_accuracy", r"config\.checkpoint\.select: 'test_accuracy' is not one"),

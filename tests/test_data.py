@@ -5,7 +5,6 @@ import threading
 import numpy as np
 import pytest
 
-from cnnjax import config as config_lib
 from cnnjax import data
 from cnnjax.data import fetch, idx, pipeline
 from cnnjax.data.streaming import StreamingArray
@@ -13,10 +12,8 @@ from cnnjax.errors import DataError
 from helpers import synthetic_digits, write_idx, write_idx_folder
 
 
-def _data_config(**fields):
-  config = config_lib.base_config()
-  config.data.update(fields)
-  return config.data
+def _data_config(source="idx", **fields):
+  return data.config(source, **fields)
 
 
 @pytest.mark.parametrize("gz", [True, False])

@@ -7,7 +7,7 @@ import pytest
 from cnnjax import config as config_lib
 from cnnjax import models
 from cnnjax.errors import ConfigError
-from cnnjax.models import cnn
+from cnnjax.models import batch_last
 from cnnjax.models.layers import max_pool
 from helpers import ROOT
 
@@ -42,7 +42,7 @@ def test_exact_parameter_counts(config_name, overrides, params, stats):
 
 @pytest.mark.parametrize("layout, conv0, conv1", [
     ("batch_first", (1, 28, 28, 8), (1, 14, 14, 16)),
-    ("batch_last", (8, 28, 28, 1), (16, 14, 14, 1)),  # (C, H, W, N): see cnn.LAYOUTS.
+    ("batch_last", (8, 28, 28, 1), (16, 14, 14, 1)),  # (C, H, W, N): see models/batch_last.py.
 ])
 def test_talk_cnn_feature_map_shapes(layout, conv0, conv1):
   model, variables = _build("mnist_talk.py", {"model.layout": layout})
@@ -89,14 +89,14 @@ def test_batch_last_layout_computes_the_same_network(config_name, overrides, inp
 
 
 def test_auto_layout_puts_small_blocks_batch_last_on_a_cpu():
-  picks = lambda features: [cnn.block_batch_last("auto", c, (3, 3), f)
+  picks = lambda features: [batch_last.block_batch_last("auto", c, (3, 3), f)
                             for c, f in zip((1, *features), features)]
   config = lambda name: _config(name).model.conv_features
   assert picks(config("mnist_talk.py")) == picks(config("mnist_fast.py")) == [True, True]  # 1x9 -> 8, 8x9 -> 16
   assert picks((16, 32)) == [True, False]  # 16x9 = 144 inputs per output
   assert picks(config("mnist.py")) == [False, False]  # 32 features
-  assert not cnn.block_batch_last("batch_first", 1, (3, 3), 8)
-  assert cnn.block_batch_last("batch_last", 512, (3, 3), 512)
+  assert not batch_last.block_batch_last("batch_first", 1, (3, 3), 8)
+  assert batch_last.block_batch_last("batch_last", 512, (3, 3), 512)
 
 
 def test_too_much_pooling_fails_before_compile_naming_the_field():

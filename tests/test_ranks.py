@@ -9,7 +9,7 @@ import pytest
 import cnnjax
 from cnnjax import config as config_lib
 from cnnjax import data, models
-from cnnjax.data import ucr, volumes
+from cnnjax.data import npz, synthetic, ucr
 from cnnjax.errors import ConfigError, DataError
 from cnnjax.train import parallel, steps
 from cnnjax.train.optim import create_optimizer
@@ -140,7 +140,7 @@ def test_npz_volumes_in_medmnist_layout(tmp_path):
   assert dataset.val_images.shape == (2, 6, 6, 6, 1)
   np.savez(tmp_path / "broken.npz", train_images=arrays["train_images"])
   with pytest.raises(DataError, match=r"broken\.npz: no 'train_labels' array"):
-    volumes.load_npz(tmp_path / "broken.npz")
+    npz.load_npz(tmp_path / "broken.npz")
   arrays["test_labels"][0] = -1
   np.savez(tmp_path / "organ.npz", **arrays)
   with pytest.raises(DataError, match=r"organ\.npz: label -1 is outside the \d+ classes"):
@@ -148,15 +148,16 @@ def test_npz_volumes_in_medmnist_layout(tmp_path):
 
 
 def test_synthetic_volumes_are_seeded_and_balanced():
-  a, la = volumes.synthetic_volumes(60, 12, 0.3, seed=4)
-  b, lb = volumes.synthetic_volumes(60, 12, 0.3, seed=4)
+  a, la = synthetic.synthetic_volumes(60, 12, 0.3, seed=4)
+  b, lb = synthetic.synthetic_volumes(60, 12, 0.3, seed=4)
   np.testing.assert_array_equal(a, b)
   np.testing.assert_array_equal(la, lb)
   assert a.shape == (60, 12, 12, 12, 1) and a.dtype == np.uint8
   assert sorted(set(la.tolist())) == [0, 1, 2]
-  assert not np.array_equal(a, volumes.synthetic_volumes(60, 12, 0.3, seed=5)[0])
+  assert not np.array_equal(a, synthetic.synthetic_volumes(60, 12, 0.3, seed=5)[0])
 
 
+@pytest.mark.integration  # Trains a run.
 def test_a_1d_run_end_to_end_records_class_names(tmp_path):
   rng = np.random.default_rng(1)
   for split, n in (("TRAIN", 48), ("TEST", 20)):

@@ -1,116 +1,146 @@
-"""Data sets by `config.data.source`:
+"""Data sets by `config.data.source`: a module of this package, whose `Source` reads it, or
+any importable `package.module:Class`:
 
-  idx        a folder of the four IDX files (MNIST and its relatives), 2-D images
-  tfds       a prepared TensorFlow Datasets set, read without TensorFlow
-  ucr        a UCR/UEA time-series set in `.ts` files (1-D)
-  npz        a MedMNIST-3D style `.npz` file of volumes (3-D)
-  synthetic  SYNTHETIC noisy 3-D shapes generated from a seed, for tests and demos
-  folder     an image folder: train/<class>/*.png|jpg and test/<class>/*
+  idx           a folder of the four IDX files (MNIST and its relatives), 2-D images
+  tfds          a prepared TensorFlow Datasets set, read without TensorFlow
+  ucr           a UCR/UEA time-series set in `.ts` files (1-D)
+  npz           a MedMNIST-3D style `.npz` file of volumes (3-D)
+  synthetic     noisy 3-D shapes generated from a seed, for tests and demos
+  folder        an image folder: train/<class>/*.png|jpg and test/<class>/*
   array_record  a folder written by `cnnjax data convert`, streamed from disk
+
+A source is a dataclass: its fields (with defaults) are its config fields, and
+`load(num_classes)` returns its `Splits`, checking its own fields when constructed.
+`config.data` holds the source's fields beside the shared ones of `config()`: what is
+done with any data set (the validation split, normalisation, augmentation, batching).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
-from cnnjax.data import fetch, idx, pipeline
+import ml_collections
+import numpy as np
+
+from cnnjax import fields
+from cnnjax.data import pipeline
 from cnnjax.data.pipeline import Dataset
-from cnnjax.errors import DataError
+from cnnjax.errors import ConfigError, DataError
 
 ENV_DATA_DIR = "CNNJAX_DATA_DIR"
+# Modules here that are not sources (array_record's is its own module, named as the source).
+NOT_CLASSES = ("pipeline", "transforms", "streaming", "fetch")
 
 
-def _idx_folder(data_config) -> Path:
-  """The folder holding the IDX files: config.data.dir, else $CNNJAX_DATA_DIR, else the
-  cache (downloading into it when config.data.download allows). Each may hold the
-  files directly or in a sub-folder named config.data.name."""
-  name = data_config.name
-  if data_config.dir:
-    roots, origin = [Path(data_config.dir)], "config.data.dir"
-  elif os.environ.get(ENV_DATA_DIR):
-    roots, origin = [Path(os.environ[ENV_DATA_DIR])], f"${ENV_DATA_DIR}"
-  else:
-    roots, origin = [fetch.cache_dir() / name], "the cache"
-  looked = []
-  for root in roots:
-    for folder in (root, root / name):
-      looked.append(str(folder))
-      if idx.find_files(folder):  # Present, maybe partly: load_folder says what lacks.
-        return folder
-  hint = (f"Point cnnjax at a folder holding {', '.join(n for n, _ in idx.FILES.values())} "
-          f"(.gz or not) with --config.data.dir=DIR or {ENV_DATA_DIR}=DIR.")
-  if origin == "the cache" and data_config.download:
-    try:
-      return fetch.fetch(name, roots[0])
-    except DataError as e:
-      raise DataError(f"{name} IDX files not found (looked in {', '.join(looked)}) and {e}. "
-                      f"{hint}") from e
-  raise DataError(f"{name} IDX files not found: looked in {', '.join(looked)} ({origin}). {hint}")
+@dataclasses.dataclass(frozen=True)
+class Splits:
+  """What a source reads: train and test examples (arrays, or streaming arrays whose rows
+  stay on disk), labels as int32 class numbers, and where it read them from."""
+  train_images: Any  # (N, *spatial, C): uint8 pixels, or float32 (time series)
+  train_labels: np.ndarray
+  test_images: Any
+  test_labels: np.ndarray
+  location: str  # For the run record and error messages.
+  class_names: tuple[str, ...] = ()  # Each class number's label, where the data names them.
 
 
-def _root(data_config) -> Path:
-  """config.data.dir, else $CNNJAX_DATA_DIR (for sources without a download)."""
-  root = data_config.dir or os.environ.get(ENV_DATA_DIR)
-  if not root:
-    raise DataError(f"no folder for {data_config.source} data set {data_config.name!r}: set "
-                    f"--config.data.dir=DIR or {ENV_DATA_DIR}=DIR")
-  return Path(root)
+def _shared() -> ml_collections.ConfigDict:
+  """The fields of `config.data` that every source has."""
+  c = ml_collections.ConfigDict()
+  c.source = "idx"  # A module of cnnjax/data (see above) or 'package.module:Class'.
+  # Held out of the training data for every choice made during training (evaluation
+  # curves, the delivered checkpoint): stratified by class, fixed by config.seed. 0 = none.
+  c.validation_examples = 0
+  c.train_examples = 0  # Use the first N of the remaining training examples; 0 = all.
+  c.num_classes = 10  # 0 = as many as the data has.
+  c.mean = 0.1307  # Standardisation, after uint8 pixels are scaled to [0, 1].
+  c.std = 0.3081
+  c.augment_shift = 0  # Random translation by up to this many pixels (cells); 0 = off.
+  c.augment_rotate = 0.0  # 2-D images: random rotation by up to this many degrees.
+  c.augment_scale = 0.0  # 2-D images: random zoom by a factor in [1 - s, 1 + s].
+  # Global; the last batch is padded and masked. Small enough that a CPU keeps a batch's
+  # activations in cache (docs/performance.md).
+  c.eval_batch_size = 256
+  return c
+
+
+SHARED = tuple(_shared())
+
+
+def config(source: str = "idx", **values) -> ml_collections.ConfigDict:
+  """`config.data`: the shared fields, then the fields of `source`, then `values`."""
+  return with_source(_shared(), source, **values)
+
+
+def with_source(data_config, source: str, **values) -> ml_collections.ConfigDict:
+  """A copy of `data_config` whose shared fields are kept and whose source is `source`,
+  with that source's fields at their defaults, then `values`."""
+  c = ml_collections.ConfigDict({k: data_config[k] for k in SHARED})
+  c.source = source
+  fields.add_fields(c, source_class(source), (), "data.source")
+  for field, value in values.items():
+    if field not in c:
+      raise ConfigError(f"data.{field}", _not_a_field(c))
+    c[field] = value
+  return c
+
+
+def source_class(name: str):
+  """The source class `name` (config.data.source) stands for."""
+  return fields.find_class(sys.modules[__name__], name, "Source", "data.source")
+
+
+def _own(data_config) -> dict[str, Any]:
+  return fields.defaults(source_class(data_config.source), (), "data.source")
+
+
+def _not_a_field(data_config) -> str:
+  return fields.not_a_field("data source", data_config.source, _own(data_config), SHARED)
+
+
+def source(data_config):
+  """The source `data_config` names, constructed from its fields (which it checks)."""
+  extra = fields.foreign(data_config, set(_own(data_config)), set(SHARED))
+  if extra:
+    raise ConfigError(f"data.{extra}", _not_a_field(data_config))
+  cls = source_class(data_config.source)
+  try:
+    return cls(**{k: data_config[k] for k in _own(data_config)})
+  except (ValueError, TypeError) as e:
+    raise ConfigError("data", f"{data_config.source}: {e}") from e
+
+
+def root(folder: str, what: str) -> Path:
+  """`folder` (a source's `dir` field), else $CNNJAX_DATA_DIR: where `what` lies."""
+  folder = folder or os.environ.get(ENV_DATA_DIR)
+  if not folder:
+    raise DataError(f"no folder for {what}: set --config.data.dir=DIR or {ENV_DATA_DIR}=DIR")
+  return Path(folder)
 
 
 def load(data_config, seed: int = 0) -> Dataset:
-  """The data set `data_config` names, in memory: config.data.validation_examples held out
-  of its training data (stratified, from `seed`), the rest cut to config.data.train_examples."""
+  """The data set `data_config` names, in memory (or streaming): config.data.
+  validation_examples held out of its training data (stratified, from `seed`), the rest
+  cut to config.data.train_examples."""
   d = data_config
-  class_names = None
-  if d.source == "tfds":
-    from cnnjax.data import tfds
-    arrays = tfds.load(d.name, d.dir or None, d.num_classes, d.read_threads, d.workers)
-    location = f"tfds:{d.name}@{d.dir or 'default data_dir'}"
-  elif d.source == "ucr":
-    from cnnjax.data import ucr
-    root = _root(d)
-    *arrays, class_names = ucr.load(root, d.name, d.num_classes, d.unequal_length,
-                                    d.series_length, d.znorm)
-    location = str(ucr.find(root, d.name)[0].parent.resolve())
-  elif d.source == "npz":
-    from cnnjax.data import volumes
-    root = _root(d)
-    path = root if root.suffix == ".npz" else root / f"{d.name}.npz"
-    arrays = volumes.load_npz(path)
-    location = str(path.resolve())
-  elif d.source == "folder":
-    from cnnjax.data import folder
-    root = _root(d)
-    *arrays, class_names = folder.load(root, d.image_size, d.channels)
-    location = f"folder:{root.resolve()}"
-  elif d.source == "array_record":
-    from cnnjax.data import arrayrecord
-    root = _root(d)
-    *arrays, class_names = arrayrecord.load(root, d.read_threads, d.workers)
-    location = f"array_record:{root.resolve()}"
-  elif d.source == "synthetic":
-    from cnnjax.data import volumes
-    s = d.synthetic
-    arrays = (*volumes.synthetic_volumes(s.train, s.size, s.noise, s.seed),
-              *volumes.synthetic_volumes(s.test, s.size, s.noise, s.seed + 1))
-    class_names, location = volumes.SHAPES, f"synthetic:volumes(seed={s.seed})"
-  else:
-    folder = _idx_folder(d)
-    arrays = idx.load_folder(folder, d.num_classes)
-    location = str(folder.resolve())
-  found = int(max(arrays[1].max(), arrays[3].max())) + 1
-  num_classes = d.num_classes or (len(class_names) if class_names else found)
-  for labels in (arrays[1], arrays[3]):
-    pipeline.check_labels(labels, num_classes, location)
-  dataset = Dataset(*arrays, num_classes=num_classes, location=location,
-                    class_names=tuple(class_names or ()))
-  held_out = data_config.validation_examples
+  splits = source(d).load(d.num_classes)
+  found = int(max(splits.train_labels.max(), splits.test_labels.max())) + 1
+  num_classes = d.num_classes or (len(splits.class_names) if splits.class_names else found)
+  for labels in (splits.train_labels, splits.test_labels):
+    pipeline.check_labels(labels, num_classes, splits.location)
+  dataset = Dataset(splits.train_images, splits.train_labels, splits.test_images,
+                    splits.test_labels, num_classes=num_classes, location=splits.location,
+                    class_names=tuple(splits.class_names))
+  held_out = d.validation_examples
   if held_out >= len(dataset.train_labels):
-    raise DataError(f"config.data.validation_examples={held_out} but {location} holds "
+    raise DataError(f"config.data.validation_examples={held_out} but {splits.location} holds "
                     f"{len(dataset.train_labels)} training examples; hold out fewer")
   dataset = pipeline.hold_out(dataset, held_out, seed)
-  if data_config.train_examples > len(dataset.train_labels):
-    raise DataError(f"config.data.train_examples={data_config.train_examples} but {location} "
+  if d.train_examples > len(dataset.train_labels):
+    raise DataError(f"config.data.train_examples={d.train_examples} but {splits.location} "
                     f"holds {len(dataset.train_labels)} training examples"
                     + (f" after {held_out} held out for validation" if held_out else ""))
-  return dataset.take_train(data_config.train_examples)
+  return dataset.take_train(d.train_examples)

@@ -7,13 +7,37 @@ width); with size (0, 0) every image must already have the first image's size.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
-from cnnjax.errors import DataError
+from cnnjax import data
+from cnnjax.errors import ConfigError, DataError
 
 EXTENSIONS = {".png", ".jpg", ".jpeg"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """An image folder: `dir`/train/<class>/*.png|jpg and `dir`/test/<class>/*."""
+  dir: str = ""  # The folder; "" = $CNNJAX_DATA_DIR.
+  image_size: tuple[int, int] = (0, 0)  # (height, width) to resize to; (0, 0) = as stored.
+  channels: int = 3  # 1 (grayscale) or 3 (RGB).
+
+  def __post_init__(self):
+    if self.channels not in (1, 3):
+      raise ConfigError("data.channels", "must be 1 (grayscale) or 3 (RGB)")
+    size = tuple(self.image_size)
+    if not (len(size) == 2 and all(s >= 0 for s in size) and (all(size) or not any(size))):
+      raise ConfigError("data.image_size", "must be (height, width), or (0, 0) to keep the "
+                        "stored size")
+
+  def load(self, num_classes: int) -> data.Splits:
+    del num_classes  # data.load checks the labels.
+    folder = data.root(self.dir, "an image folder")
+    *arrays, class_names = load(folder, self.image_size, self.channels)
+    return data.Splits(*arrays, location=f"folder:{folder.resolve()}", class_names=class_names)
 
 
 def _classes(split_dir: Path) -> dict[str, list[Path]]:
@@ -61,8 +85,6 @@ def _split(classes: dict[str, list[Path]], numbers: dict[str, int], mode: str,
 
 def load(root: Path, size, channels: int):
   """(train images, train labels, test images, test labels, class names)."""
-  if channels not in (1, 3):
-    raise DataError(f"config.data.channels={channels}: image folders give 1 (grayscale) or 3 (RGB)")
   size = tuple(size) if any(size) else None
   train, test = _classes(root / "train"), _classes(root / "test")
   unknown = sorted(set(test) - set(train))

@@ -5,14 +5,56 @@ uint32 per dimension, then the values. Files may be gzipped (`.gz`) or not.
 """
 from __future__ import annotations
 
+import dataclasses
 import gzip
+import os
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from cnnjax import data
+from cnnjax.data import fetch
 from cnnjax.data.pipeline import check_labels
 from cnnjax.errors import DataError
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """The four IDX files of MNIST (or Fashion-, K-MNIST, ...) in a folder."""
+  name: str = "mnist"  # The data set: a sub-folder of `dir` may hold it; its cache folder.
+  dir: str = ""  # The folder; "" = $CNNJAX_DATA_DIR, else the cache (see `download`).
+  download: bool = True  # Fetch known IDX files (MNIST's) into the cache when found nowhere.
+
+  def load(self, num_classes: int) -> data.Splits:
+    folder = self.folder()
+    return data.Splits(*load_folder(folder, num_classes), location=str(folder.resolve()))
+
+  def folder(self) -> Path:
+    """The folder holding the IDX files: `dir`, else $CNNJAX_DATA_DIR, else the cache
+    (downloading into it when `download` allows). Each may hold the files directly or in
+    a sub-folder named `name`."""
+    if self.dir:
+      root, origin = Path(self.dir), "config.data.dir"
+    elif os.environ.get(data.ENV_DATA_DIR):
+      root, origin = Path(os.environ[data.ENV_DATA_DIR]), f"${data.ENV_DATA_DIR}"
+    else:
+      root, origin = fetch.cache_dir() / self.name, "the cache"
+    looked = []
+    for folder in (root, root / self.name):
+      looked.append(str(folder))
+      if find_files(folder):  # Present, maybe partly: load_folder says what lacks.
+        return folder
+    hint = (f"Point cnnjax at a folder holding {', '.join(n for n, _ in FILES.values())} "
+            f"(.gz or not) with --config.data.dir=DIR or {data.ENV_DATA_DIR}=DIR.")
+    if origin == "the cache" and self.download:
+      try:
+        return fetch.fetch(self.name, root)
+      except DataError as e:
+        raise DataError(f"{self.name} IDX files not found (looked in {', '.join(looked)}) and "
+                        f"{e}. {hint}") from e
+    raise DataError(f"{self.name} IDX files not found: looked in {', '.join(looked)} "
+                    f"({origin}). {hint}")
 
 # Canonical names, and the dotted variant some mirrors use.
 FILES = {

@@ -7,9 +7,17 @@ with `read_threads` threads in `workers` processes (config.data.read_threads, .w
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
+
+from cnnjax.errors import ConfigError
+
+
+def check_readers(read_threads: int, workers: int) -> None:
+  """The reading fields of a streaming source (config.data.read_threads, .workers)."""
+  if read_threads < 1:
+    raise ConfigError("data.read_threads", "must be >= 1")
+  if workers < 0:
+    raise ConfigError("data.workers", "must be >= 0 (0 = read in the training process)")
 
 
 class StreamingArray:

@@ -7,13 +7,32 @@ trains as well; the labels are read once, without decoding the images.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
+from cnnjax import data
 from cnnjax.data.pipeline import check_labels
-from cnnjax.data.streaming import StreamingArray
+from cnnjax.data.streaming import StreamingArray, check_readers
 from cnnjax.errors import DataError
 
 _CHUNK = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """A data set prepared by TensorFlow Datasets, with an image and a label feature."""
+  name: str = "mnist"  # TFDS's name of the data set.
+  dir: str = ""  # TFDS's data_dir; "" = TFDS's default ($TFDS_DATA_DIR or ~/tensorflow_datasets).
+  read_threads: int = 4  # Threads reading batches ahead of the step (Grain).
+  workers: int = 0  # Processes reading them (0 = in the training process).
+
+  def __post_init__(self):
+    check_readers(self.read_threads, self.workers)
+
+  def load(self, num_classes: int) -> data.Splits:
+    arrays = load(self.name, self.dir or None, num_classes, self.read_threads, self.workers)
+    return data.Splits(*arrays, location=f"tfds:{self.name}@{self.dir or 'default data_dir'}")
 
 
 class TfdsArray(StreamingArray):

@@ -7,11 +7,40 @@ length are padded (with a mask channel: 1 on real values) or resampled.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
-from cnnjax.errors import DataError
+from cnnjax import data
+from cnnjax.errors import ConfigError, DataError
+
+UNEQUAL_LENGTH = ("pad", "resample")
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """A UCR/UEA time-series set: `dir`/NAME/NAME_TRAIN.ts and NAME_TEST.ts (or in `dir`)."""
+  name: str = "GunPoint"  # The set.
+  dir: str = ""  # The archive's folder; "" = $CNNJAX_DATA_DIR.
+  znorm: bool = True  # Z-normalise each series and channel.
+  # Series of unequal length: "pad" (with a mask channel: 1 on real steps) or "resample".
+  unequal_length: str = "pad"
+  series_length: int = 0  # Length to pad or resample to; 0 = the longest series.
+
+  def __post_init__(self):
+    if self.unequal_length not in UNEQUAL_LENGTH:
+      raise ConfigError("data.unequal_length", f"{self.unequal_length!r} is not one of "
+                        f"{', '.join(map(repr, UNEQUAL_LENGTH))}")
+    if self.series_length < 0:
+      raise ConfigError("data.series_length", "must be >= 0 (0 = the longest)")
+
+  def load(self, num_classes: int) -> data.Splits:
+    folder = data.root(self.dir, f"UCR/UEA set {self.name!r}")
+    *arrays, class_names = load(folder, self.name, num_classes, self.unequal_length,
+                                self.series_length, self.znorm)
+    location = str(find(folder, self.name)[0].parent.resolve())
+    return data.Splits(*arrays, location=location, class_names=class_names)
 
 
 def parse_ts(path: Path):

@@ -1,61 +1,127 @@
-"""Model registry: `config.model.name` names a module here.
+"""Models by `config.model.name`: a module of this package (`cnn`, `mlp`, `resnet`), whose
+Flax module is its `Model`, or any importable `package.module:Class`.
 
-Each model module defines `build(model_config, num_classes, axis_name)`,
-`validate_config(model_config)` and `check_input(model_config, input_shape)`;
-adding a model is adding such a file.
+A model is a Flax module class. Its constructor's keyword arguments with defaults (a
+Linen module's dataclass fields) are its config fields: `config.model` holds `name`, the
+shared `dtype`, and exactly those fields. cnnjax passes the others:
+
+  num_classes   the number of classes of the data (required)
+  dtype         config.model.dtype as a JAX dtype, the compute dtype (where declared;
+                a model without the field computes as it likes, in float32 only)
+  axis_name     the device axis (where declared): what layers.BatchNorm and
+                layers.Dropout need to follow the global batch on any number of devices
+  input_shape   one example's shape, channels last (where declared)
+
+It is called as `model(x, train=...)`, and with `mask=` (the real examples of a batch
+padded by config.pad_batch) where its `__call__` takes one. A model checks its fields when
+it is constructed (raising ConfigError or ValueError) and its input shape in an optional
+`check_input(self, input_shape)`; both run before anything compiles.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
+import inspect
+import sys
 from typing import Sequence
 
-import jax
-import jax.numpy as jnp
-from flax import linen as nn
+import ml_collections
 
+from cnnjax import fields
 from cnnjax.errors import ConfigError
 
-_NOT_MODELS = {"layers"}
+PROVIDED = ("num_classes", "dtype", "axis_name", "input_shape", "parent", "name")  # Not fields.
+SHARED = ("name", "dtype")  # In every config.model.
+DTYPES = ("float32", "bfloat16", "float16")
+NOT_CLASSES = ("layers", "batch_last")  # Modules here that are not models.
 
 
-def available() -> list[str]:
-  return sorted(m.name for m in pkgutil.iter_modules(__path__)
-                if not m.name.startswith("_") and m.name not in _NOT_MODELS)
+def model_class(name: str):
+  """The Flax module class `name` (config.model.name) stands for."""
+  return fields.find_class(sys.modules[__name__], name, "Model", "model.name")
 
 
-def _module(name: str):
-  if name not in available():
-    raise ConfigError("model.name", f"{name!r} is not one of {', '.join(map(repr, available()))}")
-  return importlib.import_module(f"{__name__}.{name}")
+def config(name: str, **values) -> ml_collections.ConfigDict:
+  """`config.model` for the model `name`: its fields with their defaults, then `values`."""
+  c = ml_collections.ConfigDict()
+  c.name = name
+  c.dtype = "float32"  # The compute dtype ("bfloat16" on GPUs/TPUs); parameters stay float32.
+  fields.add_fields(c, model_class(name), PROVIDED, "model.name")
+  for field, value in values.items():
+    if field not in c:
+      raise ConfigError(f"model.{field}", _not_a_field(c))
+    c[field] = value
+  return c
 
 
-def validate_config(model_config) -> None:
-  if model_config.dtype not in ("float32", "bfloat16", "float16"):
-    raise ConfigError("model.dtype", f"{model_config.dtype!r} is not one of 'float32', "
-                      f"'bfloat16', 'float16'")
-  _module(model_config.name).validate_config(model_config)
+def _not_a_field(model_config) -> str:
+  own = set(model_config) - set(SHARED)
+  return fields.not_a_field("model", model_config.name, own, SHARED)
+
+
+def check_fields(model_config) -> None:
+  """ConfigError naming the first field of `model_config` its model lacks, or whose value
+  the model refuses; nothing is built or compiled."""
+  own = fields.defaults(model_class(model_config.name), PROVIDED, "model.name")
+  extra = fields.foreign(model_config, set(own), set(SHARED))
+  if extra:
+    raise ConfigError(f"model.{extra}", fields.not_a_field("model", model_config.name, own, SHARED))
+  if model_config.dtype not in DTYPES:
+    raise ConfigError("model.dtype", f"{model_config.dtype!r} is not one of {', '.join(map(repr, DTYPES))}")
+  _construct(model_config, num_classes=2, input_shape=None, axis_name=None)
+
+
+def _construct(model_config, num_classes: int, input_shape, axis_name):
+  import jax.numpy as jnp
+  cls = model_class(model_config.name)
+  accepts = inspect.signature(cls).parameters
+  kwargs = {k: model_config[k] for k in fields.defaults(cls, PROVIDED, "model.name")}
+  kwargs["num_classes"] = num_classes
+  if "dtype" in accepts:
+    kwargs["dtype"] = jnp.dtype(model_config.dtype)
+  elif model_config.dtype != "float32":
+    raise ConfigError("model.dtype", f"model {model_config.name!r} takes no dtype: it computes "
+                      f"in float32")
+  if "axis_name" in accepts:
+    kwargs["axis_name"] = axis_name
+  if "input_shape" in accepts and input_shape is not None:
+    kwargs["input_shape"] = tuple(input_shape)
+  try:
+    return cls(**kwargs)
+  except (ValueError, TypeError) as e:
+    raise ConfigError("model", f"{model_config.name}: {e}") from e
 
 
 def build(model_config, num_classes: int, input_shape: Sequence[int],
-          axis_name: str | None = None) -> nn.Module:
-  """The Flax module for a validated `model_config` (`config.validate`), after checking
-  it can take `input_shape` (one example, channels last), so a bad config fails before
-  anything compiles."""
-  module = _module(model_config.name)
-  module.check_input(model_config, tuple(input_shape))
-  return module.build(model_config, num_classes, axis_name)
+          axis_name: str | None = None):
+  """The Flax module for `model_config` (checked with `check_fields`), after checking it
+  can take `input_shape` (one example, channels last), so that a bad config fails before
+  anything compiles. On a CPU, config.model.layout may put its blocks batch-last
+  (`batch_last.for_layout`)."""
+  from cnnjax.models import batch_last
+  model = _construct(model_config, num_classes, input_shape, axis_name)
+  if hasattr(model, "check_input"):
+    model.check_input(tuple(input_shape))
+  return batch_last.for_layout(model, tuple(input_shape))
 
 
-def summary(model: nn.Module, input_shape: Sequence[int]) -> str:
+def takes_mask(model) -> bool:
+  """Whether the model's `__call__` takes the `mask` of a padded batch."""
+  return "mask" in inspect.signature(type(model).__call__).parameters
+
+
+def summary(model, input_shape: Sequence[int]) -> str:
   """Table of layers, output shapes and parameter counts (traced, not compiled); shapes
   batch first whatever layout the model computes in (the parameters are the same)."""
-  if "layout" in model.__dataclass_fields__:
-    model = model.clone(layout="batch_first")
+  import jax
+  import jax.numpy as jnp
+  from flax import linen as nn
+
+  from cnnjax.models import batch_last
   x = jnp.zeros((1, *input_shape), jnp.float32)
-  return nn.tabulate(model, jax.random.key(0), depth=1, mutable=("params", "batch_stats"),
+  return nn.tabulate(batch_last.batch_first(model), jax.random.key(0), depth=1,
+                     mutable=("params", "batch_stats"),
                      console_kwargs={"width": 120, "color_system": None, "force_terminal": False})(x)
 
 
 def param_count(params) -> int:
+  import jax
   return sum(int(p.size) for p in jax.tree.leaves(params))

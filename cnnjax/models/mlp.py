@@ -11,34 +11,25 @@ from cnnjax.errors import ConfigError
 from cnnjax.models.layers import Dropout
 
 
-class MLP(nn.Module):
+class Model(nn.Module):
   num_classes: int
-  dense_features: Sequence[int] = (128,)
+  dense_features: Sequence[int] = (128,)  # Hidden layers, each followed by ReLU and dropout.
   dropout_rate: float = 0.0
-  dtype: Any = jnp.float32  # Compute dtype (bfloat16 on accelerators); parameters stay float32.
-  axis_name: str | None = None
+  dtype: Any = jnp.float32  # Compute dtype; parameters stay float32.
+  axis_name: str | None = None  # Device axis over which dropout sees the batch.
+
+  def __post_init__(self):
+    if any(f < 1 for f in self.dense_features):
+      raise ConfigError("model.dense_features", f"widths must be positive, got {tuple(self.dense_features)}")
+    if not 0.0 <= self.dropout_rate < 1.0:
+      raise ConfigError("model.dropout_rate", f"must be in [0, 1), got {self.dropout_rate}")
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
-    del mask  # No batch statistics.
+    del mask  # No batch statistics: a padded batch's padding changes nothing here.
     x = x.reshape((x.shape[0], -1))
     for i, features in enumerate(self.dense_features):
       x = nn.relu(nn.Dense(features, dtype=self.dtype, name=f"dense{i}")(x))
       x = Dropout(self.dropout_rate, self.axis_name)(x, deterministic=not train)
     return nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(x).astype(jnp.float32)
-
-
-def validate_config(c) -> None:
-  if any(f < 1 for f in c.dense_features):
-    raise ConfigError("model.dense_features", f"widths must be positive, got {tuple(c.dense_features)}")
-  if not 0.0 <= c.dropout_rate < 1.0:
-    raise ConfigError("model.dropout_rate", f"must be in [0, 1), got {c.dropout_rate}")
-
-
-def check_input(c, input_shape: Sequence[int]) -> None:
-  del c, input_shape  # Any input shape flattens.
-
-
-def build(c, num_classes: int, axis_name: str | None = None) -> MLP:
-  return MLP(num_classes=num_classes, dense_features=tuple(c.dense_features),
-             dropout_rate=c.dropout_rate, dtype=jnp.dtype(c.dtype), axis_name=axis_name)

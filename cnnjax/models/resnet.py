@@ -15,20 +15,33 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from cnnjax.errors import ConfigError
-from cnnjax.models.cnn import per_axis
-from cnnjax.models.layers import BatchNorm
+from cnnjax.models.layers import BatchNorm, per_axis
 
 
-class ResNet(nn.Module):
+class Model(nn.Module):
   num_classes: int
-  conv_features: Sequence[int] = (64, 128, 128)
-  kernel_sizes: Sequence[Any] = (8, 5, 3)
-  batch_norm_momentum: float = 0.9
-  dtype: Any = jnp.float32  # Compute dtype (bfloat16 on accelerators); parameters stay float32.
-  axis_name: str | None = None
+  conv_features: Sequence[int] = (64, 128, 128)  # Each residual block's width.
+  kernel_sizes: Sequence[Any] = (8, 5, 3)  # The convolutions of every block (a size or one per axis).
+  batch_norm_momentum: float = 0.9  # Decay of BatchNorm's running statistics.
+  dtype: Any = jnp.float32  # Compute dtype; parameters stay float32.
+  axis_name: str | None = None  # Device axis over which BatchNorm sees the batch.
+
+  def __post_init__(self):
+    if not self.conv_features or any(f < 1 for f in self.conv_features):
+      raise ConfigError("model.conv_features", f"needs one or more positive block widths, got {tuple(self.conv_features)}")
+    if not self.kernel_sizes:
+      raise ConfigError("model.kernel_sizes", "gives each residual block's conv kernels, e.g. (8, 5, 3)")
+    if not 0.0 <= self.batch_norm_momentum < 1.0:
+      raise ConfigError("model.batch_norm_momentum", f"must be in [0, 1), got {self.batch_norm_momentum}")
+    super().__post_init__()
+
+  def check_input(self, input_shape: Sequence[int]) -> None:
+    for kernel in self.kernel_sizes:
+      per_axis(kernel, len(input_shape) - 1, "model.kernel_sizes")
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, mask: jax.Array | None = None) -> jax.Array:
+    """`mask` marks the real examples of a padded batch (for BatchNorm's statistics)."""
     rank = x.ndim - 2
     norm = lambda name: functools.partial(
         BatchNorm(use_running_average=not train, momentum=self.batch_norm_momentum,
@@ -42,27 +55,10 @@ class ResNet(nn.Module):
         if i < len(self.kernel_sizes) - 1:
           x = nn.relu(x)
       if shortcut.shape[-1] != features:
-        shortcut = nn.Conv(features, (1,) * rank, use_bias=False, dtype=self.dtype, name=f"block{b}_shortcut")(shortcut)
+        shortcut = nn.Conv(features, (1,) * rank, use_bias=False, dtype=self.dtype,
+                           name=f"block{b}_shortcut")(shortcut)
       shortcut = norm(f"block{b}_shortcut_bn")(shortcut)
       x = nn.relu(x + shortcut)
       self.sow("features", f"block{b}", x)
     x = x.mean(axis=tuple(range(1, rank + 1)))
     return nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(x).astype(jnp.float32)
-
-
-def validate_config(c) -> None:
-  if not c.conv_features or any(f < 1 for f in c.conv_features):
-    raise ConfigError("model.conv_features", f"needs one or more positive block widths, got {tuple(c.conv_features)}")
-  if not c.kernel_sizes:
-    raise ConfigError("model.kernel_sizes", "gives each residual block's conv kernels, e.g. (8, 5, 3)")
-
-
-def check_input(c, input_shape: Sequence[int]) -> None:
-  for kernel in c.kernel_sizes:
-    per_axis(kernel, len(input_shape) - 1, "model.kernel_sizes")
-
-
-def build(c, num_classes: int, axis_name: str | None = None) -> ResNet:
-  return ResNet(num_classes=num_classes, conv_features=tuple(c.conv_features),
-                kernel_sizes=tuple(c.kernel_sizes), batch_norm_momentum=c.batch_norm_momentum,
-                dtype=jnp.dtype(c.dtype), axis_name=axis_name)

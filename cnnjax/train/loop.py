@@ -24,7 +24,7 @@ import jax
 from cnnjax import config as config_lib
 from cnnjax import data, models, runtime
 from cnnjax.data import pipeline
-from cnnjax.errors import EXIT_INTERRUPTED, ConfigError, TrainingError, WorkdirError
+from cnnjax.errors import ConfigError, TrainingError, WorkdirError
 from cnnjax.runs import records
 from cnnjax.runs.checkpoints import Checkpoints
 from cnnjax.runs.failpoints import pause_point
@@ -224,6 +224,9 @@ def _setup(config, cpu_origin: str) -> _Run:
   padded_batch = parallel.padded_batch_size(batch_size, len(devices) * jax.process_count(),
                                             config.pad_batch)
   model = models.build(config.model, dataset.num_classes, dataset.input_shape, parallel.AXIS)
+  if config.pad_batch and not models.takes_mask(model):
+    raise ConfigError("pad_batch", f"model {config.model.name!r} takes no mask (its __call__ has "
+                      f"no `mask` argument) for the padding of its batch statistics")
   spe = pipeline.steps_per_epoch(len(dataset.train_labels), batch_size)
   return _Run(config, devices, dataset, model, rule, batch_size, padded_batch,
               periodic.Periods.from_config(config, spe), allocator)

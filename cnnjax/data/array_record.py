@@ -13,6 +13,7 @@ asks for them (`RecordArray`), so a data set larger than memory trains as well.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -20,12 +21,31 @@ from typing import Iterable
 
 import numpy as np
 
-from cnnjax.data.streaming import StreamingArray
+from cnnjax import data
+from cnnjax.data.streaming import StreamingArray, check_readers
 from cnnjax.errors import DataError
 
 INDEX = "cnnjax_dataset.json"
 FORMAT = "cnnjax-arrayrecord-1"
 SPLITS = ("train", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """A data set converted by `cnnjax data convert`, read from disk as batches ask for it."""
+  dir: str = ""  # The converted folder; "" = $CNNJAX_DATA_DIR.
+  read_threads: int = 4  # Threads reading batches ahead of the step (Grain).
+  workers: int = 0  # Processes reading them (0 = in the training process).
+
+  def __post_init__(self):
+    check_readers(self.read_threads, self.workers)
+
+  def load(self, num_classes: int) -> data.Splits:
+    del num_classes  # data.load checks the labels.
+    folder = data.root(self.dir, "a converted (array_record) data set")
+    *arrays, class_names = load(folder, self.read_threads, self.workers)
+    return data.Splits(*arrays, location=f"array_record:{folder.resolve()}",
+                       class_names=class_names)
 
 
 class RecordArray(StreamingArray):
