@@ -31,7 +31,7 @@ def sweep(base_config, points, root, workers=1, retry_failed=False, launcher="lo
 
 def load_run(path, checkpoint="selected"):
   """A trained run's config, model and parameters; `.predict(images)` gives probabilities."""
-  from cnnjax.runs.loaded import load_run as load
+  from cnnjax.loaded import load_run as load
   return load(path, checkpoint)
 
 

@@ -8,7 +8,7 @@ import urllib.request
 from pathlib import Path
 
 from cnnjax.errors import DataError
-from cnnjax.runs.files import atomic_write
+from cnnjax.files import atomic_write
 
 # sha256 of the uncompressed files, so any faithful gzip of them verifies.
 CHECKSUMS = {

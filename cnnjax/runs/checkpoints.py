@@ -2,9 +2,12 @@
 config.checkpoint.select picks (the model the run delivers).
 
 Orbax writes each checkpoint into a temporary folder and renames it when complete, so a
-killed or failed write never replaces a good checkpoint; leftovers are cleaned up on
-the next start. Checkpoints hold arrays (tensorstore), never pickles. Saving is
-synchronous, so a failed write (full disk) is reported at the step that caused it.
+killed or failed write never replaces a good checkpoint; the training process cleans
+leftovers up when it starts. Readers (`Checkpoints.reader`: eval, predict, viz,
+load_run) open the folders read-only: they create, clean and delete nothing, so reading
+a run that is training cannot touch the checkpoint it is writing. Checkpoints hold arrays
+(tensorstore), never pickles. Saving is synchronous, so a failed write (full disk) is
+reported at the step that caused it.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from cnnjax.errors import CheckpointError
+from cnnjax.runs.failpoints import pause_point
 
 
 def _reason(error: Exception) -> str:
@@ -45,16 +49,41 @@ def mismatches(saved, target) -> list[str]:
   return out
 
 
-class Checkpoints:
+class _AtomicRename(ocp.path.atomicity.AtomicRenameTemporaryPath):
+  """Orbax's atomic rename of a complete temporary folder, with a failpoint just before a
+  checkpoint's own folder (not one of its items') is renamed (runs.failpoints:
+  "checkpoint_commit")."""
 
-  def __init__(self, workdir: Path, keep: int):
-    def options(n):
-      return dict(options=ocp.CheckpointManagerOptions(
-          max_to_keep=n, create=True, enable_async_checkpointing=False,
-          cleanup_tmp_directories=True), item_handlers=ocp.StandardCheckpointHandler())
+  async def finalize(self) -> None:
+    if self.get_final().name.isdigit():
+      pause_point("checkpoint_commit")
+    await super().finalize()
+
+
+class Checkpoints:
+  """The checkpoints of the training process (which alone writes them), or of a reader."""
+
+  def __init__(self, workdir: Path, keep: int, read_only: bool = False):
+    def manager(folder: Path, n: int):
+      if read_only:
+        options = ocp.CheckpointManagerOptions(read_only=True, create=False, max_to_keep=None,
+                                               save_interval_steps=0,
+                                               cleanup_tmp_directories=False)
+      else:
+        options = ocp.CheckpointManagerOptions(max_to_keep=n, create=True,
+                                               enable_async_checkpointing=False,
+                                               cleanup_tmp_directories=True,
+                                               temporary_path_class=_AtomicRename)
+      return ocp.CheckpointManager(folder, options=options,
+                                   item_handlers=ocp.StandardCheckpointHandler())
     self.directory = workdir.resolve() / "checkpoints"
-    self._latest = ocp.CheckpointManager(self.directory, **options(keep))
-    self._selected = ocp.CheckpointManager(workdir.resolve() / "selected", **options(1))
+    self._latest = manager(self.directory, keep)
+    self._selected = manager(workdir.resolve() / "selected", 1)
+
+  @classmethod
+  def reader(cls, workdir: Path) -> "Checkpoints":
+    """Read-only checkpoints: nothing in `workdir` is created, cleaned or deleted."""
+    return cls(workdir, keep=1, read_only=True)
 
   def latest_step(self) -> int | None:
     return self._latest.latest_step()

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cnnjax.runs.files import read_json
+from cnnjax.files import read_json
 from cnnjax.runs.metrics import read_metrics
 from cnnjax.runs.records import Lock
 

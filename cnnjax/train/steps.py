@@ -55,6 +55,18 @@ def _variables(state, params):
   return {"params": params, "batch_stats": state.batch_stats} if state.batch_stats else {"params": params}
 
 
+def forward(apply_fn, variables, images, *, mean: float, std: float, capture: bool = False):
+  """The logits of raw images (uint8 pixels, or float series) in evaluation mode,
+  standardised as training does: the one forward path of every evaluation (the loop's
+  eval_step, `cnnjax eval`, `predict`, `viz`, `load_run`). With `capture`, (logits,
+  feature maps): what the model sows into its "features" collection."""
+  x = transforms.standardize(images, mean, std)
+  if not capture:
+    return apply_fn(variables, x, train=False)
+  logits, state = apply_fn(variables, x, train=False, mutable=["features"])
+  return logits, {k: v[0] for k, v in state.get("features", {}).items()}
+
+
 def train_step(state, batch, *, num_classes: int, label_smoothing: float, mean: float,
                std: float, augment_shift: int, axis_name, augment_rotate: float = 0.0,
                augment_scale: float = 0.0):
@@ -83,8 +95,10 @@ def train_step(state, batch, *, num_classes: int, label_smoothing: float, mean: 
     real = jnp.sum(mask)
     real = jax.lax.psum(real, axis_name) if axis_name else real
 
+  padding = {} if mask is None else {"mask": mask}  # For the model's batch statistics.
+
   def loss_fn(params):
-    logits, updates = state.apply_fn(_variables(state, params), x, train=True, mask=mask,
+    logits, updates = state.apply_fn(_variables(state, params), x, train=True, **padding,
                                      rngs={"dropout": dropout_key}, mutable=["batch_stats"])
     losses = optax.softmax_cross_entropy(logits, targets)
     if mask is None:
@@ -121,6 +135,6 @@ def eval_metrics(logits, labels, mask=None, *, axis_name=None) -> EvalMetrics:
 
 def eval_step(state, batch, *, mean: float, std: float, axis_name):
   """Summed loss and accuracy of one eval batch; padded examples (mask 0) count nothing."""
-  x = transforms.standardize(batch["images"], mean, std)
-  logits = state.apply_fn(_variables(state, state.params), x, train=False)
+  logits = forward(state.apply_fn, _variables(state, state.params), batch["images"], mean=mean,
+                   std=std)
   return eval_metrics(logits, batch["labels"], batch["mask"], axis_name=axis_name)

@@ -11,7 +11,7 @@ from cnnjax import config as config_lib
 from cnnjax import data
 from cnnjax.exp.table import format_table
 from cnnjax.runs import records
-from cnnjax.runs.loaded import LoadedRun, load_run
+from cnnjax.loaded import LoadedRun, load_run
 from cnnjax.runs.reader import read_run
 from cnnjax.viz import images as image_io
 from cnnjax.viz import plots

@@ -2,6 +2,8 @@
 
     run = cnnjax.load_run("runs/talk")          # selected checkpoint; checkpoint="latest"
     probabilities = run.predict(images)          # uint8 (N, 28, 28, 1) -> (N, classes)
+
+Loading reads the run directory and writes nothing to it: a run may be training there.
 """
 from __future__ import annotations
 
@@ -16,10 +18,11 @@ import numpy as np
 
 from cnnjax import config as config_lib
 from cnnjax import models
-from cnnjax.data import pipeline, transforms
-from cnnjax.errors import CheckpointError
+from cnnjax.data import pipeline
+from cnnjax.errors import CheckpointError, UsageError
 from cnnjax.runs.checkpoints import Checkpoints, mismatches
 from cnnjax.runs.reader import read_run
+from cnnjax.train import steps
 
 
 @dataclasses.dataclass
@@ -34,19 +37,21 @@ class LoadedRun:
 
   @functools.cached_property
   def _forward(self):
-    mean, std = self.config.data.mean, self.config.data.std
-    return jax.jit(lambda v, x: self.model.apply(v, transforms.standardize(x, mean, std)))
+    """steps.forward for this run, compiled: logits, and logits with feature maps."""
+    d = self.config.data
+    forward = functools.partial(steps.forward, self.model.apply, mean=d.mean, std=d.std)
+    return jax.jit(forward), jax.jit(functools.partial(forward, capture=True))
 
   def logits(self, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     """Logits of raw-pixel images (uint8, the training data's shape), in batches."""
     images = np.asarray(images)
     if images.shape[1:] != self.input_shape:
-      raise ValueError(f"images of shape {images.shape[1:]} do not fit the model's input "
+      raise UsageError(f"images of shape {images.shape[1:]} do not fit the model's input "
                        f"{self.input_shape}")
     out = []  # Batches of one shape (the last one padded): one compilation.
     size = max(1, min(batch_size, len(images)))
     for batch in pipeline.eval_batches(images, np.zeros(len(images), np.int32), size):
-      out.append(np.asarray(self._forward(self.variables, batch["images"]))[batch["mask"]])
+      out.append(np.asarray(self._forward[0](self.variables, batch["images"]))[batch["mask"]])
     return np.concatenate(out)
 
   def predict(self, images: np.ndarray) -> np.ndarray:
@@ -54,10 +59,10 @@ class LoadedRun:
     return np.asarray(jax.nn.softmax(self.logits(images), axis=-1))
 
   def features(self, image: np.ndarray) -> dict[str, np.ndarray]:
-    """Feature maps of one image after every conv block's ReLU and every pooling."""
-    x = transforms.standardize(jnp.asarray(image)[None], self.config.data.mean, self.config.data.std)
-    _, state = self.model.apply(self.variables, x, mutable=["features"])
-    return {k: np.asarray(v[0][0]) for k, v in state.get("features", {}).items()}
+    """Feature maps of one image: what the model sows (the CNN: after every conv block's
+    ReLU and every pooling)."""
+    _, features = self._forward[1](self.variables, jnp.asarray(image)[None])
+    return {k: np.asarray(v[0]) for k, v in features.items()}
 
 
 def load_run(path: str | Path, checkpoint: str = "selected") -> LoadedRun:
@@ -65,7 +70,7 @@ def load_run(path: str | Path, checkpoint: str = "selected") -> LoadedRun:
   delivers, see config.checkpoint.select) or `latest` parameters."""
   record = read_run(Path(path))
   if not record.config:
-    raise FileNotFoundError(f"{path} holds no config.json: not a run directory")
+    raise UsageError(f"{path} holds no config.json: not a run directory")
   if "input_shape" not in record.summary:
     raise CheckpointError(f"{path}/summary.json does not record the input shape; "
                           f"train the run with this version of cnnjax")
@@ -73,9 +78,9 @@ def load_run(path: str | Path, checkpoint: str = "selected") -> LoadedRun:
   input_shape = tuple(record.summary["input_shape"])
   num_classes = int(record.summary["num_classes"])
   model = models.build(config.model, num_classes, input_shape)
-  expected = model.init(jax.random.key(0), jnp.zeros((1, *input_shape)))
+  expected = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *input_shape))))
   expected = {k: v for k, v in expected.items() if k in ("params", "batch_stats")}
-  step, arrays = Checkpoints(Path(path), config.checkpoint.keep).restore_arrays(checkpoint)
+  step, arrays = Checkpoints.reader(Path(path)).restore_arrays(checkpoint)
   variables = {k: arrays["state"][k] for k in expected}
   wrong = mismatches(variables, expected)
   if wrong:
