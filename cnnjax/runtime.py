@@ -1,15 +1,43 @@
-"""Process-wide JAX settings a run applies before JAX starts its backends."""
+"""Process-wide settings: those of a `cnnjax` command's process as it starts
+(`start_command`), and those a run applies before JAX starts its backends. Library code
+elsewhere leaves the process as it found it."""
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import os
 import re
+import signal
+import sys
 
-import jax
-
-from cnnjax.data.fetch import cache_dir
 from cnnjax.errors import ConfigError
+
+
+def start_command(command: str) -> None:
+  """What the `cnnjax` executable sets up before running `command`:
+
+  - `train` keeps its stop-signal handlers for the life of the process
+    (cnnjax.train.signals); `sweep` stops on SIGTERM as on Ctrl-C (KeyboardInterrupt),
+    asking its points to checkpoint and stop;
+  - absl's flags are parsed (to their defaults): Grain's worker processes
+    (config.data.workers) read them;
+  - Orbax's notice that a reader opened checkpoints read-only, which is how every
+    command but `train` opens them, is not printed.
+  """
+  if command == "train":
+    from cnnjax.train import signals
+    signals.install_for_process()
+  if command == "sweep":
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+  from absl import flags
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS(sys.argv[:1], known_only=True)
+  logging.getLogger("absl").addFilter(_read_only_notice)
+
+
+def _read_only_notice(record: logging.LogRecord) -> bool:
+  return not record.getMessage().startswith("Given directory is read only")
 
 _FORCE_COUNT = re.compile(r"--xla_force_host_platform_device_count=(\d+)")
 
@@ -32,6 +60,7 @@ def use_cpu_devices(n: int) -> str:
   default, one CPU device. Only possible before JAX starts its backends: later, a
   different count than the one running is an error that names the field.
   """
+  import jax
   environment = _environment_cpu_devices()
   if environment:
     return environment
@@ -58,6 +87,9 @@ def use_compilation_cache() -> None:
   Where: $JAX_COMPILATION_CACHE_DIR if set, else $CNNJAX_CACHE_DIR/jax (default
   ~/.cache/cnnjax/jax). JAX_ENABLE_COMPILATION_CACHE=false turns it off.
   """
+  import jax
+
+  from cnnjax.data.fetch import cache_dir
   if not jax.config.jax_compilation_cache_dir:
     jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax"))
   if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
@@ -76,14 +108,13 @@ def keep_freed_memory() -> str:
 
   XLA on a CPU allocates a step's buffers and frees them at its end. By default glibc
   serves large blocks with mmap and returns them, and trims the top of its heap, to the
-  OS: the next step then touches fresh pages, thousands of page faults per step, in some
-  processes and not others. Here large blocks come from the heap (M_MMAP_MAX 0) and the
-  main heap is never trimmed below 2 GiB free (M_TRIM_THRESHOLD). That took the talk CNN's
-  faults away in every process (2 of 4 were slow without it), but slowed
-  configs/mnist_fast.py, whose threads' own heaps (glibc's per-thread arenas, which no
-  setting keeps) then take the large blocks and are dropped and mapped again each step:
-  measure a network with benchmarks/allocator.py (docs/performance.md). A MALLOC_* setting
-  of glibc in the environment wins; other C libraries are left alone.
+  OS: the next step then touches fresh pages, page faults on every step in some
+  processes. Here large blocks come from the heap (M_MMAP_MAX 0) and the main heap is
+  never trimmed below 2 GiB free (M_TRIM_THRESHOLD). Whether that helps depends on the
+  network: its threads' own heaps (glibc's per-thread arenas, which no setting keeps) may
+  then take the large blocks instead; benchmarks/allocator.py measures it, and
+  docs/performance.md has what it measured. A MALLOC_* setting of glibc in the
+  environment wins; other C libraries are left alone.
   """
   chosen = [name for name in _MALLOC_ENVIRONMENT if name in os.environ]
   if chosen:

@@ -16,7 +16,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from cnnjax.errors import DataError
+from cnnjax.errors import ConfigError, DataError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,8 +171,10 @@ def read_ahead(read, items: Sequence, threads: int, workers: int) -> Iterator:
       grain.ReadOptions(num_threads=max(1, threads), prefetch_buffer_size=2 * max(1, threads)))
   if workers:
     from absl import flags
-    if not flags.FLAGS.is_parsed():  # Grain's workers read its absl flags (tests, notebooks).
-      flags.FLAGS.mark_as_parsed()
+    if not flags.FLAGS.is_parsed():  # Grain's worker processes read its absl flags.
+      raise ConfigError("data.workers", "Grain's worker processes need absl's flags parsed: "
+                        "the cnnjax command parses them as it starts; from Python, call "
+                        "absl.flags.FLAGS(sys.argv[:1]) first, or set data.workers=0")
     dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
   return iter(dataset)
 

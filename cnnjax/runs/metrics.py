@@ -1,15 +1,18 @@
-"""Per-epoch metrics: JSON lines (metrics.jsonl) and TensorBoard events (tensorboardX)."""
+"""Per-epoch metrics: JSON lines (metrics.jsonl) and TensorBoard events.
+
+The events are written by TensorBoard's own event file writer (the `tensorboard`
+package), which needs neither TensorFlow nor PyTorch."""
 from __future__ import annotations
 
 import json
 import math
 import os
-import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from cnnjax.runs.files import atomic_write, read_json_lines
+from cnnjax.files import atomic_write, read_json_lines
 
 
 # Fields that measure time: they differ between two runs that computed the same thing.
@@ -30,8 +33,8 @@ class MetricsWriter:
   so no step appears twice.
 
   metrics.jsonl is written (and fsynced) before `write` returns. TensorBoard events go
-  through one background thread, which also imports tensorboardX (seconds, when it finds
-  PyTorch installed) while training starts; `close` waits for it.
+  through one background thread, which also imports TensorBoard's writer while training
+  starts; `close` waits for it.
   """
 
   def __init__(self, workdir: Path, resume_step: int, enabled: bool = True):
@@ -44,8 +47,7 @@ class MetricsWriter:
     with atomic_write(self.path) as f:
       f.write("".join(json.dumps(r) + "\n" for r in kept))
     self._events = ThreadPoolExecutor(1, thread_name_prefix="tensorboard")
-    # purge_step makes TensorBoard drop events a killed session wrote past the resume point.
-    self._tb = self._events.submit(_summary_writer, workdir / "tensorboard",
+    self._tb = self._events.submit(_event_writer, workdir / "tensorboard",
                                    resume_step + 1 if resume_step else None)
 
   def write(self, record: dict[str, Any]) -> None:
@@ -59,11 +61,14 @@ class MetricsWriter:
     self._events.submit(self._add_scalars, record)
 
   def _add_scalars(self, record: dict[str, Any]) -> None:
-    tb = self._tb.result()
-    for key, value in record.items():
-      if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
-        tb.add_scalar(key, value, record["step"])
-    tb.flush()
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    values = [summary_pb2.Summary.Value(tag=key, simple_value=value)
+              for key, value in record.items()
+              if key != "step" and isinstance(value, (int, float)) and math.isfinite(value)]
+    writer = self._tb.result()
+    writer.add_event(event_pb2.Event(wall_time=time.time(), step=record["step"],
+                                     summary=summary_pb2.Summary(value=values)))
+    writer.flush()
 
   def close(self) -> None:
     """Waits for the pending TensorBoard events; raises what writing them raised."""
@@ -74,16 +79,14 @@ class MetricsWriter:
       self._tb.result()
 
 
-def _summary_writer(logdir: Path, purge_step: int | None):
-  # tensorboardX imports PyTorch whenever it is installed (the bench extra), only to
-  # accept torch tensors: seconds of CPU at the start of training. Hidden from it here
-  # unless this process already uses PyTorch.
-  hide_torch = "torch" not in sys.modules
-  if hide_torch:
-    sys.modules["torch"] = None  # Makes `import torch` raise ImportError.
-  try:
-    from tensorboardX import SummaryWriter  # Writes event files without TensorFlow.
-  finally:
-    if hide_torch:
-      del sys.modules["torch"]
-  return SummaryWriter(str(logdir), purge_step=purge_step)
+def _event_writer(logdir: Path, purge_step: int | None):
+  """TensorBoard's event file writer for `logdir`. With `purge_step`, its first event tells
+  TensorBoard to drop the events of earlier sessions from that step on (what a session
+  killed after its last checkpoint wrote), as a resumed run writes them again."""
+  from tensorboard.compat.proto import event_pb2
+  from tensorboard.summary.writer.event_file_writer import EventFileWriter
+  writer = EventFileWriter(str(logdir))
+  if purge_step is not None:
+    writer.add_event(event_pb2.Event(wall_time=time.time(), step=purge_step,
+                                     session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+  return writer
