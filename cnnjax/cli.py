@@ -1,90 +1,260 @@
-"""The `cnnjax` command (also `python -m cnnjax`).
+"""The `cnnjax` command (also `python -m cnnjax`): one parser, one subcommand per task.
 
-  cnnjax train --config configs/mnist.py --workdir runs/x [--config.a.b=value ...]
+  cnnjax train --config configs/mnist.py --workdir runs/x [--config.FIELD=VALUE ...]
+  cnnjax exp show|diff|plot|reproduce ...   cnnjax sweep EXPERIMENT.py ...
+  cnnjax viz|predict|eval RUN ...           cnnjax data convert ...
 
-Errors a user can fix (config, data, workdir) print one line and exit 2; --debug adds
-the traceback. A run stopped by SIGINT, SIGTERM, SIGUSR1 or SIGUSR2 exits 3 after saving a
-checkpoint.
-CNNJAX_CPUS=0,1 pins the training process to those CPUs (what `cnnjax sweep` gives each
-worker).
+`cnnjax -h` and `cnnjax COMMAND -h` list every flag. cnnjax's own errors (a config field,
+a data file, a run directory, a bad command line) print one line and exit 2, or 1 when a
+run failed (a NaN loss, a checkpoint that cannot be written); `--debug` shows their
+traceback. Any other exception is a bug and shows its traceback. A run stopped by a
+signal exits 3 after saving a checkpoint. Modules are imported by the command that needs
+them, so `cnnjax -h` and `cnnjax exp show` start without JAX.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import traceback
+from pathlib import Path
 
-from cnnjax import config as config_lib
+from cnnjax.errors import EXIT_INTERRUPTED, CheckpointError, CnnjaxError, TrainingError
+from cnnjax.exp import launchers  # Names only: each launcher imports its engine when made.
 
-USAGE = """usage: cnnjax COMMAND [flags]
-
-commands:
-  train   --config FILE.py[:arg] --workdir DIR [--config.field=value ...] [--debug]
-          Trains the config's model in DIR; the same command on an existing DIR resumes.
-  exp     show [ROOT ...] | diff RUN_A RUN_B | plot RUN ... | reproduce RUN [--config.field=value ...]
-          Compares, plots and reproduces run directories (`cnnjax exp -h`).
-  sweep   EXPERIMENT.py [--root DIR] [--launcher local|ray|slurm] [--workers N]
-          [--resources cpu=N,gpu=M] [--max-parallel N] [--seeds N]
-          [--retry-failed] [--dry-run] [--config.field=value ...]
-          Trains every point of an ablation in its own run directory (`cnnjax sweep -h`).
-  data    convert --config FILE.py --output DIR [--config.field=value ...]
-          Writes the config's data set as ArrayRecord files that stream from disk.
-  viz     RUN [-o DIR] [--index N | --image PATH]    PNGs: filters, feature maps, confusion, ...
-  predict RUN IMAGE ... [--top-k 3] [--json]         classifies image files
-  eval    RUN [--config.data.dir=DIR]                evaluates a checkpoint on a data set
-
-Every command that takes a config overrides its fields the same way: --config.FIELD=VALUE
-(e.g. --config.optimizer.learning_rate=0.1 --config.model.conv_features='(9, 16)').
-"""
+OVERRIDES = ("any config field: --config.FIELD=VALUE, e.g. --config.optimizer.learning_rate=0.1 "
+             "--config.model.conv_features='(9, 16)' (VALUE is read as a Python literal)")
 
 
-def _train(args: list[str], own_process: bool = False) -> int:
-  if own_process:  # From the first moment: see cnnjax.train.signals.
-    from cnnjax.train import signals
-    signals.install_for_process()
+def parser() -> argparse.ArgumentParser:
+  """Every command and flag of `cnnjax`."""
+  common = argparse.ArgumentParser(add_help=False)
+  common.add_argument("--debug", action="store_true", help="show the traceback of an error")
+  root = argparse.ArgumentParser(prog="cnnjax", allow_abbrev=False, description=(
+      "Config-driven convolutional networks in JAX/Flax: one directory per run."))
+  commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+  add = lambda name, help, overrides=False, **kw: commands.add_parser(
+      name, help=help, description=help, parents=[common], allow_abbrev=False,
+      epilog=OVERRIDES if overrides else None, **kw)
+
+  train = add("train", "train a config's model in --workdir (an existing one resumes)", True)
+  train.add_argument("--config", required=True, metavar="FILE.py[:ARG]",
+                     help="config file (get_config([ARG])), e.g. configs/mnist.py")
+  train.add_argument("--workdir", required=True, help="run directory: records, metrics, checkpoints")
+  train.set_defaults(handler=_train, overrides=True)
+  _exp_parsers(add("exp", "compare, plot and reproduce runs").add_subparsers(
+      dest="action", required=True, metavar="ACTION"), common)
+  _sweep_parser(add("sweep", "train every point of an experiment file, each in its own run "
+                             "directory", True))
+  convert = add("data", "prepare data sets").add_subparsers(dest="action", required=True).add_parser(
+      "convert", parents=[common], allow_abbrev=False, epilog=OVERRIDES,
+      help="write a config's data set as ArrayRecord files that stream from disk (train on "
+      "them with --config.data.source=array_record --config.data.dir=OUTPUT)")
+  convert.add_argument("--config", required=True, help="a config file naming the data set")
+  convert.add_argument("--output", required=True, help="folder to write")
+  convert.add_argument("--shard-examples", type=int, default=100_000, help="examples per file")
+  convert.set_defaults(handler=_convert, overrides=True)
+  _run_readers(add)
+  return root
+
+
+def _exp_parsers(sub, common) -> None:
+  add = lambda name, help: sub.add_parser(name, help=help, description=help, parents=[common],
+                                          allow_abbrev=False)
+  show = add("show", "one row per run directory under each ROOT")
+  show.add_argument("roots", nargs="*", default=["runs"], metavar="ROOT")
+  show.add_argument("--all-params", action="store_true", help="every config field")
+  show.add_argument("--sort-by", metavar="COLUMN", help="column to sort by")
+  show.add_argument("--desc", action="store_true", help="sort descending")
+  show.add_argument("--filter", action="append", default=[], metavar="EXPR",
+                    help="e.g. 'test_accuracy>=0.99' or 'optimizer.name=adam'; repeatable")
+  show.add_argument("--columns", help="comma-separated columns to show")
+  show.add_argument("--aggregate", metavar="FIELD", help="one row per group of runs that differ "
+                    "only in FIELD (e.g. seed): n, and each metric's mean and standard deviation")
+  formats = show.add_mutually_exclusive_group()
+  for name in ("csv", "md", "json"):
+    formats.add_argument(f"--{name}", action="store_true", help=f"print {name.upper()}")
+  show.set_defaults(handler=_show)
+  diff = add("diff", "config fields and metrics of two runs")
+  diff.add_argument("run_a")
+  diff.add_argument("run_b")
+  diff.set_defaults(handler=_diff)
+  plot = add("plot", "learning curves of runs in one figure")
+  plot.add_argument("runs", nargs="+", metavar="RUN")
+  plot.add_argument("--metric", default="val_accuracy", help="any metrics.jsonl field, e.g. "
+                    "train_loss (test_accuracy needs runs trained with config.test_curves=True)")
+  plot.add_argument("-o", "--output", default="curves.png", help=".png, .svg or .pdf")
+  plot.set_defaults(handler=_plot)
+  repro = add("reproduce", "train a run again from its records and compare its metrics")
+  repro.add_argument("run")
+  repro.add_argument("--workdir", help="default: RUN-repro")
+  repro.epilog = OVERRIDES
+  repro.set_defaults(handler=_reproduce, overrides=True)
+
+
+def _sweep_parser(sweep) -> None:
+  sweep.add_argument("experiment", metavar="EXPERIMENT.py")
+  sweep.add_argument("--root", help="default: runs/<experiment name>")
+  sweep.add_argument("--launcher", choices=launchers.NAMES, default="local", help="where points run: "
+                     "processes on this machine, Ray tasks (on the cluster in RAY_ADDRESS, else "
+                     "a local one), or a SLURM job array")
+  sweep.add_argument("--workers", type=int, default=1, help="local: points at once")
+  sweep.add_argument("--resources", metavar="cpu=N,gpu=M", help="ray, slurm: CPUs and GPUs per "
+                     "point (default: the experiment's LAUNCH, else cpu=1,gpu=0)")
+  sweep.add_argument("--max-parallel", type=int, metavar="N", help="ray, slurm: points at once")
+  sweep.add_argument("--partition", help="slurm: partition")
+  sweep.add_argument("--time", type=int, metavar="MINUTES", help="slurm: time limit per task")
+  sweep.add_argument("--retry-failed", action="store_true", help="train failed points again")
+  sweep.add_argument("--dry-run", action="store_true", help="list the points only")
+  sweep.add_argument("--seeds", type=int, default=0, metavar="N",
+                     help="repeat every point with seeds 0..N-1 (config.seed)")
+  sweep.set_defaults(handler=_sweep, overrides=True)
+
+
+def _run_readers(add) -> None:
+  """viz, predict, eval: commands that read a trained run."""
+  def reader(name, help, overrides=False):
+    command = add(name, help, overrides)
+    command.add_argument("run", metavar="RUN")
+    command.add_argument("--checkpoint", choices=("selected", "latest"), default="selected",
+                         help="the model the run delivers (config.checkpoint.select), or the "
+                         "latest parameters")
+    return command
+  viz = reader("viz", "PNGs of a trained run: filters, feature maps, confusion matrix, "
+                      "mistakes, learning curves")
+  viz.add_argument("-o", "--output", help="folder for the PNGs (default RUN/viz)")
+  example = viz.add_mutually_exclusive_group()
+  example.add_argument("--index", type=int, default=0, help="test example for the feature maps")
+  example.add_argument("--image", help="an image file for the feature maps instead")
+  viz.set_defaults(handler=_viz)
+  predict = reader("predict", "classify image files (PNG, JPEG, .npy)")
+  predict.add_argument("images", nargs="+", metavar="IMAGE")
+  predict.add_argument("--top-k", type=int, default=3)
+  predict.add_argument("--json", action="store_true", help="print JSON")
+  predict.set_defaults(handler=_predict)
+  evaluate = reader("eval", "evaluate a run's checkpoint on its test set, or on another data "
+                            "set given by data overrides (e.g. --config.data.dir=DIR)", True)
+  evaluate.set_defaults(handler=_eval, overrides=True)
+  for command in (viz, predict):
+    command.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
+                         help="dark-on-light images are inverted to MNIST's light on dark")
+
+
+def _overrides(args) -> dict[str, str]:
+  from cnnjax import config as config_lib
+  return config_lib.command_line_overrides(args.extra)
+
+
+def _train(args) -> int:
   if os.environ.get("CNNJAX_CPUS"):  # Before JAX starts: XLA sizes its pools to these CPUs.
     os.sched_setaffinity(0, {int(c) for c in os.environ["CNNJAX_CPUS"].split(",")})
-  parser = argparse.ArgumentParser(
-      prog="cnnjax train", description="Trains the config's model in --workdir; any config "
-      "field can be overridden with --config.FIELD=VALUE.")
-  parser.add_argument("--config", required=True, metavar="FILE.py[:arg]",
-                      help="config file (get_config()), e.g. configs/mnist.py")
-  parser.add_argument("--workdir", required=True, help="run directory: records, metrics, "
-                      "checkpoints; an existing one resumes")
-  parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
-  debug = "--debug" in args
+  from cnnjax import config as config_lib
+  config = config_lib.load(args.config, _overrides(args))
+  from cnnjax.train.loop import Interrupted, train_and_evaluate
   try:
-    flags, extra = parser.parse_known_args(args)
-    config = config_lib.load(flags.config, config_lib.command_line_overrides(extra))
-  except SystemExit as e:  # argparse printed the usage error.
-    return 2 if e.code else 0
-  except Exception as e:  # A bad override, or a config file that fails to load.
-    return _fail(f"cnnjax train: error: {_last_line(e)}", debug, code=2)
-  return _run_training(config, flags.workdir, debug)
-
-
-def _run_training(config, workdir: str, debug: bool) -> int:
-  from cnnjax.errors import CheckpointError, CnnjaxError, TrainingError
-  from cnnjax.train.loop import EXIT_INTERRUPTED, Interrupted, train_and_evaluate
-
-  try:
-    summary = train_and_evaluate(config, workdir)
+    summary = train_and_evaluate(config, args.workdir)
   except Interrupted as e:
     print(f"cnnjax train: interrupted: {e}", file=sys.stderr)
     return EXIT_INTERRUPTED
-  except (TrainingError, CheckpointError) as e:
-    return _fail(f"cnnjax train: failed: {e}", debug, code=1)
-  except CnnjaxError as e:
-    return _fail(f"cnnjax train: error: {e}", debug, code=2)
   print(f"finished: test accuracy {summary['test_accuracy']:.4f} after {summary['epochs']} "
-        f"epochs (model of epoch {summary['selected_epoch']}); {workdir}")
+        f"epochs (model of epoch {summary['selected_epoch']}); {args.workdir}")
   return 0
 
 
-def _last_line(e: BaseException) -> str:
-  lines = [l for l in str(e).strip().splitlines() if l.strip()]
-  return lines[-1].strip() if lines else type(e).__name__
+def _show(args) -> int:
+  from cnnjax.exp import table
+  result = table.show(args.roots, all_params=args.all_params, aggregate=args.aggregate)
+  result = result.filter(args.filter)
+  if args.sort_by:
+    result = result.sort(args.sort_by, descending=args.desc)
+  if args.columns:
+    result = result.select([c.strip() for c in args.columns.split(",")])
+  print(result.to_csv() if args.csv else result.to_markdown() if args.md
+        else result.to_json() if args.json else result.to_text())
+  return 0
+
+
+def _diff(args) -> int:
+  from cnnjax.exp import table
+  print(table.format_diff(table.diff(args.run_a, args.run_b)))
+  return 0
+
+
+def _plot(args) -> int:
+  from cnnjax.exp.plot import plot_runs
+  print(plot_runs(args.runs, args.metric, args.output))
+  return 0
+
+
+def _reproduce(args) -> int:
+  from cnnjax.exp import reproduce
+  report = reproduce.reproduce(args.run, args.workdir, _overrides(args))
+  print(reproduce.format_report(report))
+  return 0 if report["exact"] else 1
+
+
+def _sweep(args) -> int:
+  from cnnjax.exp import sweep
+  return sweep.command(args, _overrides(args))
+
+
+def _convert(args) -> int:
+  from cnnjax import config as config_lib, data
+  from cnnjax.data import array_record
+  # Every example: the config that trains on the converted set holds out its own split.
+  config = config_lib.load(args.config, {**_overrides(args), "data.validation_examples": 0,
+                                         "data.train_examples": 0})
+  dataset = data.load(config.data)
+  folder = array_record.convert(dataset, Path(args.output), args.shard_examples)
+  print(f"wrote {len(dataset.train_labels):,} training and {len(dataset.test_labels):,} test "
+        f"examples of {dataset.location} to {folder}; train on them with "
+        f"--config.data.source=array_record --config.data.dir={folder}")
+  return 0
+
+
+def _viz(args) -> int:
+  from cnnjax.viz.report import visualize
+  for path in visualize(args.run, args.output, args.index, args.image, args.checkpoint, args.invert):
+    print(path)
+  return 0
+
+
+def _predict(args) -> int:
+  from cnnjax.viz.report import predict_files
+  results = predict_files(args.run, args.images, args.top_k, args.invert, args.checkpoint)
+  if args.json:
+    print(json.dumps(results, indent=2))
+  for r in [] if args.json else results:
+    print(f"{r['file']}: " + "  ".join(f"{t['class']} ({t['probability']:.1%})" for t in r["top"]))
+  return 0
+
+
+def _eval(args) -> int:
+  from cnnjax.viz.report import evaluate_on, format_eval
+  print(format_eval(evaluate_on(args.run, _overrides(args), args.checkpoint)))
+  return 0
+
+
+def _name(args) -> str:
+  return " ".join(filter(None, ["cnnjax", args.command, getattr(args, "action", None)]))
+
+
+def main(argv: list[str] | None = None) -> int:
+  """Runs a cnnjax command line (`argv` without the program name) in this process."""
+  cli = parser()
+  try:
+    args, args.extra = cli.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if args.extra and not getattr(args, "overrides", False):
+      cli.error(f"unrecognized arguments: {' '.join(args.extra)}")
+  except SystemExit as e:  # argparse printed the help, or the usage error.
+    return e.code or 0
+  try:
+    return args.handler(args)
+  except (TrainingError, CheckpointError) as e:  # The run itself failed.
+    return _fail(f"{_name(args)}: failed: {e}", args.debug, code=1)
+  except CnnjaxError as e:
+    return _fail(f"{_name(args)}: error: {e}", args.debug, code=2)
 
 
 def _fail(message: str, debug: bool, code: int) -> int:
@@ -94,25 +264,13 @@ def _fail(message: str, debug: bool, code: int) -> int:
   return code
 
 
-def main(argv: list[str] | None = None, own_process: bool = False) -> int:
-  """Runs a cnnjax command; `own_process`: this process is that command's alone (the
-  `cnnjax` executable), so `train` may keep signal handlers for the process's life."""
-  args = sys.argv[1:] if argv is None else argv
-  if not args or args[0] in ("-h", "--help", "help"):
-    print(USAGE)
-    return 0
-  if args[0] == "train":
-    return _train(args[1:], own_process)
-  if args[0] in ("exp", "sweep", "data", "viz", "predict", "eval"):
-    from cnnjax import commands
-    return commands.main(args)
-  print(f"cnnjax: unknown command {args[0]!r}\n\n{USAGE}", file=sys.stderr)
-  return 2
-
-
 def entry() -> None:
-  """The `cnnjax` executable (and `python -m cnnjax`)."""
-  sys.exit(main(own_process=True))
+  """The `cnnjax` executable (and `python -m cnnjax`): its process is the command's own."""
+  argv = sys.argv[1:]
+  if argv and not argv[0].startswith("-"):
+    from cnnjax import runtime
+    runtime.start_command(argv[0])
+  sys.exit(main(argv))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ import builtins
 import itertools
 from typing import Any, Iterable, Sequence
 
+from cnnjax.errors import UsageError
+
 Point = dict[str, Any]
 
 
@@ -37,7 +39,7 @@ def zip(parts: Sequence[list[Point]]) -> list[Point]:  # noqa: A001 - big_vision
   """Points merged position by position; all parts must have the same length."""
   lengths = {len(p) for p in parts}
   if len(lengths) > 1:
-    raise ValueError(f"hyper.zip needs parts of one length, got {sorted(lengths)}")
+    raise UsageError(f"hyper.zip needs parts of one length, got {sorted(lengths)}")
   return [{k: v for point in combo for k, v in point.items()} for combo in builtins.zip(*parts)]
 
 
@@ -49,5 +51,5 @@ def with_seeds(points: Sequence[Point], n: int) -> list[Point]:
   """Every point repeated with config.seed = 0 .. n-1 (`cnnjax sweep --seeds n`), for
   `cnnjax exp show --aggregate seed`."""
   if n < 1:
-    raise ValueError(f"--seeds must be >= 1, got {n}")
+    raise UsageError(f"--seeds must be >= 1, got {n}")
   return product([list(points), sweep("seed", range(n))])

@@ -5,13 +5,14 @@ import textwrap
 from pathlib import Path
 from typing import Sequence
 
-from cnnjax.exp.table import differing_fields, run_params
+from cnnjax.errors import UsageError
+from cnnjax.exp.table import differing_fields, runs_params
 from cnnjax.runs.reader import read_run
 
 
 def curve_labels(records, max_fields: int = 3) -> list[str]:
   """Each run's label: the config fields that differ between the runs, else its name."""
-  params = [run_params(r) for r in records]
+  params = runs_params(records)
   keys = differing_fields(params)
   labels = []
   for record, p in zip(records, params):
@@ -42,7 +43,7 @@ def plot_runs(runs: Sequence[str | Path], metric: str = "val_accuracy",
   for record, label in zip(records, curve_labels(records)):
     points = [(m["epoch"], m[metric]) for m in record.metrics() if metric in m]
     if not points:
-      raise ValueError(f"{record.path}: no '{metric}' in metrics.jsonl")
+      raise UsageError(f"{record.path}: no '{metric}' in metrics.jsonl")
     ax.plot(*zip(*points), marker="o", markersize=3, label=label)
   ax.set_xlabel("epoch")
   ax.set_ylabel(metric.replace("_", " "))

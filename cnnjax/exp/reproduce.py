@@ -7,6 +7,7 @@ from typing import Any
 
 import cnnjax
 from cnnjax import config as config_lib
+from cnnjax.errors import UsageError
 from cnnjax.exp.table import format_table
 from cnnjax.runs import records
 from cnnjax.runs.metrics import TIMING
@@ -50,7 +51,7 @@ def reproduce(run: str | Path, workdir: str | Path | None = None,
   """Trains the run's saved config into `workdir` (default RUN-repro) and compares."""
   original = read_run(Path(run))
   if not original.config:
-    raise FileNotFoundError(f"{run} holds no config.json: not a run directory")
+    raise UsageError(f"{run} holds no config.json: not a run directory")
   for note in code_differences(original.run):
     log(f"warning: {note}; the reproduction may differ")
   config = config_lib.from_dict(original.config)

@@ -11,13 +11,16 @@ Each point trains as one `cnnjax train` process (its config saved as
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 from cnnjax import config as config_lib
-from cnnjax.exp import point
+from cnnjax.errors import UsageError
+from cnnjax.exp import launchers, point
 from cnnjax.exp.table import Table, build_table
 from cnnjax.runs import records
 from cnnjax.runs.reader import read_run
@@ -47,7 +50,7 @@ def load_experiment(path: str | Path) -> Experiment:
   """The base config, the points and the launch options of an experiment file."""
   path = Path(path)
   if not path.is_file():
-    raise FileNotFoundError(f"no experiment file {path}")
+    raise UsageError(f"no experiment file {path}")
   module = config_lib.load_module(path, f"_cnnjax_experiment_{path.stem}")
   if hasattr(module, "get_config"):
     base = module.get_config()
@@ -115,6 +118,9 @@ def _watch(launcher, workdirs: dict[str, Path], log, poll_seconds: float) -> Non
       elif state == "interrupted":
         state = "queued"  # Resuming: not restarted yet (or requeued by SLURM).
       if shown.get(name) != state:
+        if state in ("finished", "failed") and shown.get(name) in (None, "queued") \
+            and (workdir / point.LOG_FILE).exists():
+          log(_describe(name, "running", workdir))  # It ran between two looks.
         shown[name] = state
         log(_describe(name, state, workdir))
     if pending:
@@ -130,7 +136,7 @@ def run_sweep(base, points: Sequence[dict[str, Any]], root: str | Path, launcher
   named = [(point_name(p), point_config(base, p, overrides)) for p in points]
   names = [n for n, _ in named]
   if len(set(names)) < len(names):
-    raise ValueError(f"two points share a run name: {sorted(n for n in names if names.count(n) > 1)}")
+    raise UsageError(f"two points share a run name: {sorted(n for n in names if names.count(n) > 1)}")
   todo = set(_plan(named, root, retry_failed, log))
   workdirs = {name: root / name for name, config in named if name in todo}
   for name, config in named:
@@ -145,3 +151,49 @@ def run_sweep(base, points: Sequence[dict[str, Any]], root: str | Path, launcher
   finally:
     launcher.close()
   return build_table([(n, read_run(root / n)) for n in names])
+
+
+def command(args, overrides: dict[str, Any]) -> int:
+  """`cnnjax sweep` with its parsed flags (cnnjax.cli): 0 when every point finished."""
+  if args.launcher == "ray" and not args.dry_run:
+    from cnnjax.exp.launchers import ray_tasks
+    ray_tasks.connect()  # Before the experiment file imports JAX.
+  experiment = load_experiment(args.experiment)
+  points = experiment.points
+  if args.seeds:
+    from cnnjax.exp import hyper
+    points = hyper.with_seeds(points, args.seeds)
+  root = Path(args.root or f"runs/{Path(args.experiment).stem}")
+  if args.dry_run:
+    for p in points:
+      point_config(experiment.base, p, overrides)  # Bad fields fail here, before training.
+      print(f"{root}/{point_name(p)}  {json.dumps(p, default=str)}")
+    return 0
+  launcher = launchers.make(args.launcher, root, _launch_options(args, experiment.launch))
+  try:
+    result = run_sweep(experiment.base, points, root, launcher, retry_failed=args.retry_failed,
+                       overrides=overrides)
+  except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (cnnjax.runtime.start_command).
+    print("cnnjax sweep: stopped; points in progress saved a checkpoint and resume when the "
+          "same sweep runs again", file=sys.stderr)
+    return 130
+  print("\n" + result.to_text())
+  if args.seeds:
+    from cnnjax.exp import table
+    print("\n" + table.show([root], aggregate="seed").to_text())
+  return 0 if all(r["status"] == "finished" for r in result.rows) else 1
+
+
+def _launch_options(args, from_file: dict) -> dict:
+  """The launcher's options: the experiment's LAUNCH, then the command's flags."""
+  options = dict(from_file, workers=args.workers)
+  for pair in (args.resources or "").split(","):
+    if pair.strip():
+      key, sep, value = pair.partition("=")
+      if not sep or key.strip() not in ("cpu", "gpu"):
+        raise UsageError(f"--resources {args.resources!r}: give cpu=N,gpu=M")
+      options[key.strip()] = float(value)
+  for key in ("max_parallel", "partition", "time"):
+    if getattr(args, key) is not None:
+      options[key] = getattr(args, key)
+  return options

@@ -14,14 +14,13 @@ import json
 import operator
 import re
 import statistics
+import functools
 import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
-import functools
-
-from cnnjax import config as config_lib
 from cnnjax.config import flatten
+from cnnjax.errors import UsageError
 from cnnjax.runs.reader import RunRecord, find_runs, read_run
 
 METRICS = ("test_accuracy", "final_test_accuracy", "val_accuracy", "best_val_accuracy",
@@ -122,7 +121,7 @@ def parse_filter(expression: str) -> tuple[str, str, Any]:
   """'test_accuracy>=0.99' -> ('test_accuracy', '>=', 0.99)."""
   match = re.fullmatch(r"\s*([\w.]+)\s*(>=|<=|!=|==|>|<|=)\s*(.*?)\s*", expression)
   if not match:
-    raise ValueError(f"filter {expression!r} is not FIELD OP VALUE (OP: {' '.join(_OPS)})")
+    raise UsageError(f"filter {expression!r} is not FIELD OP VALUE (OP: {' '.join(_OPS)})")
   field, op, raw = match.groups()
   try:
     value = json.loads(raw)
@@ -189,15 +188,31 @@ def run_name(record: RunRecord, root: Path) -> str:
   return record.path.name if name == "." else name
 
 
+def runs_params(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
+  """Each run's flattened config. A field that some of the runs have and another lacks
+  (added to cnnjax after that run) reads as its default for that run's model and data
+  source, so that runs of one experiment compare equal across versions; only then are
+  the model's and source's classes imported."""
+  params = [flatten(r.config) for r in records]
+  keys = set().union(*params)
+  for p in params:
+    if keys - p.keys():
+      defaults = _defaults(p.get("model.name", "cnn"), p.get("data.source", "idx"))
+      p.update({k: defaults[k] for k in keys - p.keys() if k in defaults})
+  return params
+
+
 @functools.cache
-def _defaults() -> dict[str, Any]:
-  return flatten(config_lib.to_dict(config_lib.base_config()))
-
-
-def run_params(record: RunRecord) -> dict[str, Any]:
-  """A run's flattened config; fields added to cnnjax after it ran read as their defaults,
-  so runs of the same experiment compare equal across versions."""
-  return {**_defaults(), **flatten(record.config)}
+def _defaults(model: str, source: str) -> dict[str, Any]:
+  from cnnjax import config as config_lib
+  from cnnjax.errors import ConfigError
+  config = config_lib.base_config()
+  try:
+    config_lib.select(config, "model.name", model)
+    config_lib.select(config, "data.source", source)
+  except ConfigError:  # A model or source that cannot be imported here: no defaults.
+    return {}
+  return flatten(config_lib.to_dict(config))
 
 
 def differing_fields(params: Sequence[dict[str, Any]]) -> list[str]:
@@ -208,7 +223,7 @@ def differing_fields(params: Sequence[dict[str, Any]]) -> list[str]:
 
 def build_table(records: Sequence[tuple[str, RunRecord]], all_params: bool = False) -> Table:
   """The table of named run records: differing config fields (or all), then metrics."""
-  params = [run_params(r) for _, r in records]
+  params = runs_params([r for _, r in records])
   keys = sorted({k for p in params for k in p}) if all_params else differing_fields(params)
   rows = []
   for (name, record), p in zip(records, params):
@@ -232,7 +247,7 @@ def aggregate_table(records: Sequence[tuple[str, RunRecord]], field: str = "seed
   """One row per group of runs whose configs differ only in `field`: the group's n, its
   values of `field`, the config fields that differ between groups, and for each metric
   the mean and the sample standard deviation (None for n = 1) over the runs that have it."""
-  full = [run_params(r) for _, r in records]
+  full = runs_params([r for _, r in records])
   params = [{k: v for k, v in p.items() if k != field} for p in full]
   groups: dict[str, list[int]] = {}
   for i, p in enumerate(params):
@@ -275,7 +290,7 @@ def show(roots: Sequence[str | Path], all_params: bool = False,
 def diff(a: str | Path, b: str | Path) -> dict[str, Any]:
   """Config fields that differ, and every metric of both runs with its delta (b - a)."""
   ra, rb = read_run(Path(a)), read_run(Path(b))
-  pa, pb = run_params(ra), run_params(rb)
+  pa, pb = runs_params([ra, rb])
   params = {k: (pa.get(k), pb.get(k)) for k in sorted(set(pa) | set(pb)) if pa.get(k) != pb.get(k)}
   metrics = {}
   for m in ("status",) + METRICS:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cnnjax.errors import UsageError
+
 NAMES = ("local", "ray", "slurm")
 
 
@@ -30,7 +32,7 @@ def make(name: str, root: Path, options: dict[str, Any]):
     return SlurmLauncher(root / ".slurm", cpu=options.get("cpu", 1), gpu=options.get("gpu", 0),
                          max_parallel=options.get("max_parallel"),
                          partition=options.get("partition"), time=options.get("time"))
-  raise ValueError(f"--launcher {name!r} is not one of {', '.join(NAMES)}")
+  raise UsageError(f"--launcher {name!r} is not one of {', '.join(NAMES)}")
 
 
 def gpu_memory_env(share: float) -> dict[str, str]:
