@@ -1,7 +1,10 @@
 """Helpers the tests (and benchmarks/fault_soak.py) share: paths, synthetic IDX data,
-a run's comparable metrics and latest checkpoint. Fixtures live in conftest.py."""
+experiment files, a held run directory, and what two runs must have in common to be the
+same run. Fixtures live in conftest.py."""
+import contextlib
 import gzip
 import struct
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +49,54 @@ def comparable_metrics(workdir: Path) -> list[dict]:
 
 
 def latest_checkpoint(workdir: Path):
-  """(step, arrays) of a run's latest checkpoint."""
+  """(step, arrays) of a run's latest checkpoint, read as every reader reads it."""
   from cnnjax.runs.checkpoints import Checkpoints
-  return Checkpoints(workdir, keep=1).restore_arrays("latest")
+  return Checkpoints.reader(workdir).restore_arrays("latest")
+
+
+def assert_same_run(workdir: Path, reference: Path, step: int) -> None:
+  """The run in `workdir` ended where `reference` did: the same metrics records (timing
+  aside) and, bit for bit, the same latest checkpoint, of `step`."""
+  import jax
+  import numpy as np
+  assert comparable_metrics(workdir) == comparable_metrics(reference)
+  (step_a, a), (step_b, b) = latest_checkpoint(workdir), latest_checkpoint(reference)
+  assert step_a == step_b == step
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+
+
+@contextlib.contextmanager
+def held(workdir: Path):
+  """`workdir`'s lock, held by this process for the block (as a training process holds it)."""
+  from cnnjax.runs import records
+  lock = records.Lock(workdir)
+  lock.acquire()
+  try:
+    yield lock
+  finally:
+    lock.release()
+
+
+# Sweep points of configs/tiny.py: two that train and one that fails once its data is
+# loaded (too much pooling for 12x12 images).
+THREE_POINTS = ('hyper.sweep("model.conv_features", [(4, 8), (6, 8)]) + '
+                'hyper.sweep("model.conv_features", [(4, 8, 8, 8)])')
+
+
+def write_experiment(path: Path, data_dir: Path, points: str) -> Path:
+  """An experiment file: configs/tiny.py for one epoch on `data_dir`, and the points the
+  Python expression `points` gives (it may use `hyper`)."""
+  path.write_text(textwrap.dedent(f"""
+      from cnnjax import config as config_lib
+      from cnnjax.exp import hyper
+
+      def get_config():
+        return config_lib.load({str(ROOT / "configs" / "tiny.py")!r},
+                               {{"data.dir": {str(data_dir)!r}, "num_epochs": 1}})
+
+      def get_points():
+        return {points}
+  """))
+  return path

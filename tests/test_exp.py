@@ -2,17 +2,17 @@
 import csv
 import io
 import json
-import textwrap
 
 import numpy as np
 import pytest
 
 from cnnjax import config as config_lib
 from cnnjax.exp import hyper, plot, point, reproduce, sweep, table
+from cnnjax.errors import UsageError
 from cnnjax.exp.launchers.local import LocalLauncher
 from cnnjax.runs import records
 from cnnjax.runs.reader import read_run
-from helpers import ROOT
+from helpers import ROOT, THREE_POINTS, held, write_experiment
 
 
 def fake_run(path, status="finished", error=None, **fields):
@@ -58,12 +58,8 @@ def test_show_lists_runs_with_differing_params_and_metrics(runs):
 
 
 def test_a_live_run_shows_as_running(runs):
-  lock = records.Lock(runs / "killed")
-  lock.acquire()
-  try:
+  with held(runs / "killed"):
     assert {r["run"]: r["status"] for r in table.show([runs]).rows}["killed"] == "running"
-  finally:
-    lock.release()
   # The lock file stays behind when its holder ends; no process holds it.
   assert {r["run"]: r["status"] for r in table.show([runs]).rows}["killed"] == "interrupted"
 
@@ -91,7 +87,7 @@ def test_sort_filter_columns(runs):
   assert [r["run"] for r in result.filter(["status=finished", "optimizer.learning_rate<0.05"]).rows] == ["a"]
   assert [r["run"] for r in result.filter(["model.conv_features==[9, 16]"]).rows] == ["b"]
   assert result.select(["run", "test_accuracy"]).to_text().splitlines()[0].split() == ["run", "test_accuracy"]
-  with pytest.raises(ValueError, match="is not FIELD OP VALUE"):
+  with pytest.raises(UsageError, match="is not FIELD OP VALUE"):
     result.filter(["test_accuracy"])
 
 
@@ -142,10 +138,11 @@ def test_hyper_points_and_names():
   assert sweep.point_name(points[1]) == "conv_features=4-16,learning_rate=0.2"
   assert sweep.point_name({"model.dropout_rate": 0.1, "data.dropout_rate": 0}) == \
       "model.dropout_rate=0.1,data.dropout_rate=0"
-  with pytest.raises(ValueError, match="one length"):
+  with pytest.raises(UsageError, match="one length"):
     hyper.zip([hyper.sweep("a", [1]), hyper.sweep("b", [3, 4])])
 
 
+@pytest.mark.integration  # Trains a run twice.
 def test_reproduce_reports_an_exact_match(tiny_config, tmp_path):
   import cnnjax
   tiny_config.num_epochs = 1
@@ -160,21 +157,7 @@ def test_reproduce_reports_an_exact_match(tiny_config, tmp_path):
 
 
 def _experiment(tmp_path, data_dir):
-  path = tmp_path / "exp_tiny.py"
-  path.write_text(textwrap.dedent(f"""
-      from cnnjax import config as config_lib
-      from cnnjax.exp import hyper
-
-      def get_config():
-        return config_lib.load({str(ROOT / "configs" / "tiny.py")!r},
-                               {{"data.dir": {str(data_dir)!r}, "num_epochs": 1}})
-
-      def get_points():
-        good = hyper.sweep("model.conv_features", [(4, 8), (6, 8)])
-        # Too much pooling for 12x12 images only shows once data is loaded: it fails.
-        return good + hyper.sweep("model.conv_features", [(4, 8, 8, 8)])
-  """))
-  return path
+  return write_experiment(tmp_path / "exp_tiny.py", data_dir, THREE_POINTS)
 
 
 @pytest.mark.integration

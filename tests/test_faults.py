@@ -14,13 +14,12 @@ import time
 from pathlib import Path
 
 import jax
-import numpy as np
 import pytest
 
 from cnnjax import cli
 from cnnjax import config as config_lib
 from cnnjax.train import loop, steps
-from helpers import ROOT, comparable_metrics, latest_checkpoint, write_idx_folder
+from helpers import ROOT, assert_same_run, latest_checkpoint, write_idx_folder
 
 pytestmark = pytest.mark.integration  # Starts processes or trains whole runs.
 
@@ -54,7 +53,7 @@ def _wait_for(proc, marker, timeout=120):
   raise AssertionError(f"{marker!r} never came; stderr: {''.join(seen)[-2000:]}")
 
 
-_metrics, _latest = comparable_metrics, latest_checkpoint
+
 
 
 @pytest.fixture(scope="module")
@@ -83,11 +82,7 @@ def test_kill_9_in_step_eval_and_checkpoint_write_then_resume_equals_uninterrupt
   finished = subprocess.run(_command(workdir, tiny_data_dir), capture_output=True, text=True,
                             timeout=300)
   assert finished.returncode == 0, finished.stderr
-  assert _metrics(workdir) == _metrics(reference)  # Nothing lost, nothing twice.
-  (step_a, a), (step_b, b) = _latest(workdir), _latest(reference)
-  assert step_a == step_b == 48
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    np.testing.assert_array_equal(x, y)
+  assert_same_run(workdir, reference, step=48)  # Nothing lost, nothing twice.
   summary = json.loads((workdir / "summary.json").read_text())
   assert summary["status"] == "finished" and summary["epochs"] == 3
   assert len(json.loads((workdir / "run.json").read_text())["resumes"]) == 4
@@ -106,7 +101,7 @@ def test_sigterm_checkpoints_and_exits_3_and_a_second_signal_exits_at_once(tiny_
   summary = json.loads((workdir / "summary.json").read_text())
   assert summary["status"] == "interrupted" and "SIGTERM at step" in summary["error"]
   interrupted_at = int(summary["error"].split("at step ")[1].split(":")[0])
-  assert _latest(workdir)[0] == interrupted_at
+  assert latest_checkpoint(workdir)[0] == interrupted_at
 
   proc = _start(workdir, tiny_data_dir, "step:3", "--config.num_epochs=400")
   _wait_for(proc, "paused at step:3")

@@ -64,6 +64,7 @@ def test_a_folder_is_read_resized_and_named_by_its_classes(image_folder):
   assert gray.train_images.shape == (120, 20, 24, 1)
 
 
+@pytest.mark.integration  # Trains a run.
 def test_the_image_folder_config_trains_and_records_class_names(image_folder, tmp_path):
   summary = loop.train_and_evaluate(_config(image_folder, num_epochs=8), tmp_path / "run")
   assert summary["status"] == "finished" and summary["class_names"] == list(CLASSES)

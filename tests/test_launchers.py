@@ -9,13 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
 
 from cnnjax.exp import table
-from helpers import ROOT, comparable_metrics
+from helpers import THREE_POINTS, comparable_metrics, write_experiment
 
 pytestmark = pytest.mark.integration  # Starts processes or trains whole runs.
 
@@ -27,24 +26,6 @@ def _require(available: bool, why: str) -> None:
     (pytest.fail if REQUIRED else pytest.skip)(why)
 
 
-def _experiment(path, data_dir, points: str):
-  path.write_text(textwrap.dedent(f"""
-      from cnnjax import config as config_lib
-      from cnnjax.exp import hyper
-
-      def get_config():
-        return config_lib.load({str(ROOT / "configs" / "tiny.py")!r},
-                               {{"data.dir": {str(data_dir)!r}, "num_epochs": 1}})
-
-      def get_points():
-        return {points}
-  """))
-  return path
-
-
-# Two points that train and one that fails once its data is loaded (too much pooling).
-THREE = ('hyper.sweep("model.conv_features", [(4, 8), (6, 8)]) + '
-         'hyper.sweep("model.conv_features", [(4, 8, 8, 8)])')
 LONG = 'hyper.sweep("num_epochs", [1, 30])'
 
 
@@ -63,9 +44,9 @@ def _results(root):
 def local(tiny_data_dir, tmp_path_factory):
   """The three-point sweep and the long sweep under the local launcher."""
   folder = tmp_path_factory.mktemp("local")
-  three = _sweep(_experiment(folder / "three.py", tiny_data_dir, THREE), folder / "three")
+  three = _sweep(write_experiment(folder / "three.py", tiny_data_dir, THREE_POINTS), folder / "three")
   assert three.returncode == 1, three.stderr  # One point fails.
-  long = _sweep(_experiment(folder / "long.py", tiny_data_dir, LONG), folder / "long",
+  long = _sweep(write_experiment(folder / "long.py", tiny_data_dir, LONG), folder / "long",
                 "--workers", "2")
   assert long.returncode == 0, long.stderr
   return folder

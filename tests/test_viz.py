@@ -14,6 +14,7 @@ from cnnjax.viz import report
 from helpers import ROOT
 
 PNG = b"\x89PNG\r\n\x1a\n"
+TRAINS = pytest.mark.integration  # Uses the `trained` runs.
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +32,7 @@ def _test_set(tiny_data_dir):
   return idx.load_folder(tiny_data_dir, 4)[2:]
 
 
+@TRAINS
 def test_viz_writes_every_picture_as_png(trained, tmp_path):
   written = report.visualize(trained / "cnn", tmp_path / "out", index=3, log=lambda *_: None)
   assert sorted(p.name for p in written) == ["confusion.png", "curves.png", "feature_maps.png",
@@ -40,6 +42,7 @@ def test_viz_writes_every_picture_as_png(trained, tmp_path):
     assert Image.open(path).size[0] > 100
 
 
+@TRAINS
 def test_mlp_viz_says_it_has_no_filters_and_draws_the_rest(trained, tmp_path):
   said = []
   written = report.visualize(trained / "mlp", tmp_path / "out", log=said.append)
@@ -47,6 +50,7 @@ def test_mlp_viz_says_it_has_no_filters_and_draws_the_rest(trained, tmp_path):
   assert any("no conv filters" in s for s in said)
 
 
+@TRAINS
 def test_eval_counts_every_test_example_and_saves(trained):
   result = report.evaluate_on(trained / "cnn")
   confusion = np.array(result["confusion"])
@@ -57,7 +61,7 @@ def test_eval_counts_every_test_example_and_saves(trained):
   assert json.loads(open(result["saved"]).read())["confusion"] == result["confusion"]
 
 
-@pytest.mark.integration
+@TRAINS
 def test_eval_command_on_another_folder(trained, tmp_path, capsys):
   from helpers import write_idx_folder
   other = write_idx_folder(tmp_path / "other", train=16, test=30)
@@ -66,6 +70,7 @@ def test_eval_command_on_another_folder(trained, tmp_path, capsys):
   assert f"on {other.resolve()}" in out and "examples 30" in out
 
 
+@TRAINS
 def test_predict_on_png_files_matches_the_evaluation_path(trained, tiny_data_dir, tmp_path):
   images, _ = _test_set(tiny_data_dir)
   files = []
@@ -97,7 +102,7 @@ def test_big_dark_on_light_photos_are_prepared_like_mnist(tmp_path):
   np.testing.assert_array_equal(same, digit)
 
 
-@pytest.mark.integration
+@TRAINS
 def test_predict_command_prints_and_rejects_bad_files(trained, tiny_data_dir, tmp_path, capsys):
   images, _ = _test_set(tiny_data_dir)
   Image.fromarray(images[0, ..., 0]).save(tmp_path / "ok.png")
