@@ -213,9 +213,22 @@ def test_aggregate_seed_puts_runs_that_differ_only_in_seed_in_one_row(tmp_path):
   assert {"n", "test_accuracy_mean", "test_accuracy_std", "val_accuracy_mean"} <= set(header)
   shown = result.sort("test_accuracy", descending=True).select(
       ["optimizer.learning_rate", "n", "test_accuracy"])
-  assert shown.to_markdown().splitlines()[2] == "| 0.02 | 3 | 0.93 ± 0.03606 |"
-  assert shown.to_text().splitlines()[3].split() == ["0.1", "2", "0.82", "±", "0.02828"]
+  assert shown.to_markdown().splitlines()[2] == "| 0.02 | 3 | 93 ± 4 % |"
+  assert shown.to_text().splitlines()[3].split() == ["0.1", "2", "82", "±", "3", "%"]
   assert [r["n"] for r in result.filter(["test_accuracy>0.85"]).rows] == [3]
+
+
+@pytest.mark.parametrize("mean, std, percent, shown", [
+    (0.9955, 0.0007095, True, "99.55 ± 0.07 %"),
+    (0.9904, 0.001401, True, "99.0 ± 0.1 %"),
+    (0.98733, 0.000962, True, "98.7 ± 0.1 %"),  # 0.0962 rounds up to 0.1
+    (1.0, 0.0, True, "100 ± 0 %"),
+    (8.667, 1.155, False, "9 ± 1"),
+    (123.4, 12.0, False, "123 ± 12"),
+    (0.5, None, False, "0.5"),
+])
+def test_a_mean_and_its_spread_are_rounded_to_what_the_spread_supports(mean, std, percent, shown):
+  assert table.mean_std(mean, std, percent) == shown
 
 
 @pytest.mark.integration

@@ -18,6 +18,7 @@ import pytest
 
 from cnnjax import cli
 from cnnjax import config as config_lib
+from cnnjax.errors import EXIT_INTERRUPTED
 from cnnjax.train import loop, steps
 from helpers import ROOT, assert_same_run, latest_checkpoint, write_idx_folder
 
@@ -97,7 +98,7 @@ def test_sigterm_checkpoints_and_exits_3_and_a_second_signal_exits_at_once(tiny_
     assert time.time() < deadline and proc.poll() is None, "no epoch finished"
     time.sleep(0.05)
   proc.send_signal(signal.SIGTERM)
-  assert proc.wait(timeout=120) == loop.EXIT_INTERRUPTED
+  assert proc.wait(timeout=120) == EXIT_INTERRUPTED
   summary = json.loads((workdir / "summary.json").read_text())
   assert summary["status"] == "interrupted" and "SIGTERM at step" in summary["error"]
   interrupted_at = int(summary["error"].split("at step ")[1].split(":")[0])

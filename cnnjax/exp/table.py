@@ -11,6 +11,7 @@ import csv
 import datetime
 import io
 import json
+import math
 import operator
 import re
 import statistics
@@ -75,7 +76,8 @@ class Table:
       metric = c[:-len("_mean")] if c.endswith("_mean") else None
       if metric in self.aggregated:
         header.append(metric)
-        getters.append(lambda r, m=metric: _mean_std(r.get(f"{m}_mean"), r.get(f"{m}_std")))
+        getters.append(lambda r, m=metric: mean_std(r.get(f"{m}_mean"), r.get(f"{m}_std"),
+                                                    percent=m.endswith("accuracy")))
       elif not (c.endswith("_std") and c[:-len("_std")] in self.aggregated):
         header.append(c)
         getters.append(lambda r, c=c: _fmt(r.get(c)))
@@ -159,10 +161,20 @@ def _fmt(value) -> str:
   return str(_plain(value))
 
 
-def _mean_std(mean, std) -> str:
+def mean_std(mean, std, percent: bool = False) -> str:
+  """"mean ± std" rounded to what the spread supports: the standard deviation to one
+  significant digit, the mean to the same decimal place; with `percent`, in %."""
   if mean is None:
     return ""
-  return _fmt(mean) if std is None else f"{_fmt(mean)} ± {_fmt(std)}"
+  unit, scale = (" %", 100.0) if percent else ("", 1.0)
+  if std is None:
+    return _fmt(mean * scale) + unit
+  mean, std = mean * scale, std * scale
+  if std == 0:
+    return f"{_fmt(mean)} ± 0{unit}"
+  decimals = lambda s: max(0, -math.floor(math.log10(s)))
+  places = decimals(float(f"{std:.1g}"))  # 0.096 rounds to 0.1: one decimal, not two.
+  return f"{mean:.{places}f} ± {std:.{places}f}{unit}"
 
 
 def _duration(seconds) -> str | None:
