@@ -18,7 +18,7 @@ def start_command(command: str) -> None:
   """What the `cnnjax` executable sets up before running `command`:
 
   - `train` keeps its stop-signal handlers for the life of the process
-    (cnnjax.train.signals); `sweep` stops on SIGTERM as on Ctrl-C (KeyboardInterrupt),
+    (cnnjax.signals); `sweep` stops on SIGTERM as on Ctrl-C (KeyboardInterrupt),
     asking its points to checkpoint and stop;
   - absl's flags are parsed (to their defaults): Grain's worker processes
     (config.data.workers) read them;
@@ -26,7 +26,7 @@ def start_command(command: str) -> None:
     command but `train` opens them, is not printed.
   """
   if command == "train":
-    from cnnjax.train import signals
+    from cnnjax import signals
     signals.install_for_process()
   if command == "sweep":
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -9,7 +9,7 @@ import pytest
 
 from cnnjax.data import pipeline
 from cnnjax.errors import WorkdirError
-from cnnjax.train import loop
+from cnnjax.train import loop, runlog
 
 from cnnjax.runs.metrics import TIMING
 from helpers import assert_same_run, comparable_metrics as _metrics, held, latest_checkpoint
@@ -197,7 +197,7 @@ def test_test_accuracy_is_that_of_the_selected_model(finished_run, tiny_data_dir
   import cnnjax
   from cnnjax.data import idx
   config, _, _ = finished_run
-  monkeypatch.setattr(loop, "selection_score", lambda record, rule: -record["step"])  # Epoch 1.
+  monkeypatch.setattr(runlog, "selection_score", lambda record, rule: -record["step"])  # Epoch 1.
   summary = loop.train_and_evaluate(config, tmp_path / "first")
   assert summary["selected_epoch"] == 1 and summary["selected_step"] == 16
   images, labels = idx.load_folder(tiny_data_dir, 4)[2:]

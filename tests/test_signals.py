@@ -4,7 +4,7 @@ import signal
 
 import pytest
 
-from cnnjax.train import signals
+from cnnjax import signals
 
 
 def _send(sig):

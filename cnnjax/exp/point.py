@@ -18,7 +18,7 @@ from cnnjax import config as config_lib
 from cnnjax.errors import EXIT_INTERRUPTED
 from cnnjax.runs import records
 from cnnjax.runs.reader import read_run
-from cnnjax.train.signals import STOP
+from cnnjax.signals import STOP
 
 CONFIG_FILE = "point_config.json"
 LOG_FILE = "train.log"

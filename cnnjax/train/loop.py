@@ -13,8 +13,6 @@ parameters (and at each evaluation only with config.test_curves, which nothing r
 from __future__ import annotations
 
 import dataclasses
-import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,14 +20,13 @@ from typing import Any
 import jax
 
 from cnnjax import config as config_lib
-from cnnjax import data, models, runtime
+from cnnjax import data, models, runtime, signals
 from cnnjax.data import pipeline
 from cnnjax.errors import ConfigError, TrainingError, WorkdirError
 from cnnjax.runs import records
 from cnnjax.runs.checkpoints import Checkpoints
 from cnnjax.runs.failpoints import pause_point
-from cnnjax.runs.metrics import MetricsWriter
-from cnnjax.train import distributed, parallel, periodic, signals, steps
+from cnnjax.train import distributed, parallel, periodic, runlog, steps
 from cnnjax.train.optim import create_optimizer
 from cnnjax.train.state import create_train_state, train_state_shapes
 
@@ -63,16 +60,6 @@ def evaluate(dmap: parallel.DeviceMap, rstate, images, labels, batch_size: int,
   values = _compute(total)
   return {f"{split}_loss": float(values["loss"]), f"{split}_accuracy": float(values["accuracy"]),
           f"{split}_examples": int(total.accuracy.count)}
-
-
-def selection_score(record: dict, rule: str) -> float:
-  """How good an evaluated epoch is under checkpoint.select (higher is better); "last"
-  prefers the latest. Never reads a test metric."""
-  if rule == "val_accuracy":
-    return record["val_accuracy"]
-  if rule == "train_loss":
-    return -record["train_loss"]
-  return record["step"]
 
 
 def train_and_evaluate(config, workdir: str | Path) -> dict[str, Any]:
@@ -109,77 +96,32 @@ class _Run:
   allocator: str  # What config.keep_freed_memory did (session.json)
 
 
-@dataclasses.dataclass
-class _Clock:
-  """Seconds of a run, the sessions before a resume included."""
-  start: float  # time.time() when this session started
-  before: float  # Wall seconds of the sessions before this one
-  train: float  # Seconds spent training (evaluations excluded), all sessions
-
-  def wall(self) -> float:
-    return self.before + time.time() - self.start
-
-
 def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[str, Any]:
-  is_writer = distributed.is_writer()
   run = _setup(config, cpu_origin)
-  periods = run.periods
-  tx, lr_schedule = create_optimizer(config.optimizer, periods.steps_per_epoch, config.num_epochs)
+  tx, lr_schedule = create_optimizer(config.optimizer, run.periods.steps_per_epoch,
+                                     config.num_epochs)
   dmap = parallel.DeviceMap(config.parallel, run.devices, config, run.dataset.num_classes)
   _compile_ahead(run, dmap, tx)
-  if is_writer:
+  if distributed.is_writer():
     _write_records(run, workdir, cpu_origin)
-  lr_schedule = jax.jit(lr_schedule)
   ckpts = Checkpoints(workdir, config.checkpoint.keep)
   state, epoch_metrics = _restore(run, tx, ckpts)
-  step = int(state.step)
-  metrics_log = MetricsWriter(workdir, step, enabled=is_writer)
-  last = metrics_log.records[-1] if metrics_log.records else {}
-  best = max((selection_score(r, run.rule) for r in metrics_log.records), default=-math.inf)
-  clock = _Clock(wall_start, last.get("wall_seconds", 0.0), last.get("train_seconds", 0.0))
-  selected = _selected_record(metrics_log.records, run.rule) if last else {}
-  if selected.get("step") == step != ckpts.selected_step():
+  log = runlog.RunLog(run, workdir, state, wall_start)
+  if log.selected_step() == log.step != ckpts.selected_step():
     # The session before was killed between the latest and the selected write of `step`.
-    ckpts.save(step, {"state": state, "epoch_metrics": epoch_metrics}, selected=True,
+    ckpts.save(log.step, {"state": state, "epoch_metrics": epoch_metrics}, selected=True,
                latest=False)
-  if step:
-    print(f"resuming {workdir} at step {step}/{periods.total_steps}", flush=True)
-  write_summary = records.write_json if is_writer else (lambda *_: None)
-  summary = _summary_start(run, state)
-  summarize = lambda: {**summary, **_summary_metrics(metrics_log.records, run.batch_size, run.rule)}
-  write_summary(workdir / "summary.json", summarize())
-
+  if log.step:
+    print(f"resuming {workdir} at step {log.step}/{run.periods.total_steps}", flush=True)
   status, error = "failed", None
   try:
-    rstate, rmetrics = dmap.replicate(state), dmap.replicate(epoch_metrics)
-    progress = periodic.ProgressLine(config.log_every_seconds, periods, run.batch_size)
     with signals.stop_signals() as stop:
-      for epoch in range(step // periods.steps_per_epoch, config.num_epochs):
-        epoch_start, epoch_start_step = time.time(), step
-        rstate, rmetrics, step = _train_epoch(run, dmap, rstate, rmetrics, epoch, step,
-                                              stop, progress, ckpts, summary, clock)
-        if periodic.itstime(step, periods.eval_every, periods.total_steps):
-          record = _evaluation_record(run, dmap, rstate, rmetrics, step, epoch_start,
-                                      epoch_start_step, lr_schedule, ckpts, clock)
-          metrics_log.write(record)
-          write_summary(workdir / "summary.json", summarize())
-          print(f"epoch {record['epoch']}/{config.num_epochs}  " + _epoch_line(record), flush=True)
-          rmetrics = dmap.replicate(steps.TrainMetrics.empty())
-          score = selection_score(record, run.rule)
-          is_selected, best = score > best, max(best, score)
-          if is_selected or periodic.itstime(step, periods.checkpoint_every, periods.total_steps):
-            ckpts.save(step, dmap.unreplicate({"state": rstate, "epoch_metrics": rmetrics}),
-                       selected=is_selected)
-            pause_point("checkpoint")
-        else:  # Train metrics keep accumulating until the next evaluation.
-          clock.train += time.time() - epoch_start
-        if stop.received:  # Seen at the epoch's last step: stopped after its evaluation.
-          _interrupt(dmap, rstate, rmetrics, step, ckpts, stop)
-      summary.update(_summary_metrics(metrics_log.records, run.batch_size, run.rule),
-                     **_test_results(dmap, rstate, ckpts, run.dataset, config.data.eval_batch_size))
-      print(f"test accuracy {summary['test_accuracy']:.4f} (model of epoch "
-            f"{summary['selected_epoch']}, chosen by {run.rule}); last parameters "
-            f"{summary['final_test_accuracy']:.4f}", flush=True)
+      rstate = _epochs(run, dmap, state, epoch_metrics, stop, ckpts, log, jax.jit(lr_schedule))
+      log.summary.update(log.metrics(), **_test_results(dmap, rstate, ckpts, run.dataset,
+                                                         config.data.eval_batch_size))
+      print(f"test accuracy {log.summary['test_accuracy']:.4f} (model of epoch "
+            f"{log.summary['selected_epoch']}, chosen by {run.rule}); last parameters "
+            f"{log.summary['final_test_accuracy']:.4f}", flush=True)
     status = "finished"
   except Interrupted as e:
     status, error = "interrupted", str(e)
@@ -195,16 +137,35 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[st
     raise
   finally:
     ckpts.close()
-    metrics_log.close()
-    summary.update(_summary_metrics(metrics_log.records, run.batch_size, run.rule),
-                   status=status, ended=records.now(), wall_seconds=clock.wall())
-    if error:
-      summary["error"] = error
-    try:
-      write_summary(workdir / "summary.json", summary)
-    except OSError as e:  # E.g. the disk filled up: keep the original error in view.
-      print(f"cnnjax: could not write {workdir / 'summary.json'}: {e}", file=sys.stderr)
-  return summary
+    log.close(status, error)
+  return log.summary
+
+
+def _epochs(run: _Run, dmap, state, epoch_metrics, stop: signals.StopSignals, ckpts: Checkpoints,
+            log: runlog.RunLog, lr_schedule):
+  """The epochs from the state's step to the end: steps, evaluations, checkpoints. Returns
+  the replicated final state; on a stop signal saves a checkpoint and raises Interrupted."""
+  periods, step = run.periods, log.step
+  rstate, rmetrics = dmap.replicate(state), dmap.replicate(epoch_metrics)
+  progress = periodic.ProgressLine(run.config.log_every_seconds, periods, run.batch_size)
+  for epoch in range(step // periods.steps_per_epoch, run.config.num_epochs):
+    epoch_start, epoch_start_step = time.time(), step
+    rstate, rmetrics, step = _train_epoch(run, dmap, rstate, rmetrics, epoch, step, stop,
+                                          progress, ckpts, log.summary, log.clock)
+    if periodic.itstime(step, periods.eval_every, periods.total_steps):
+      record = _evaluation_record(run, dmap, rstate, rmetrics, step, epoch_start,
+                                  epoch_start_step, lr_schedule, ckpts, log.clock)
+      is_selected = log.epoch(record)
+      rmetrics = dmap.replicate(steps.TrainMetrics.empty())
+      if is_selected or periodic.itstime(step, periods.checkpoint_every, periods.total_steps):
+        ckpts.save(step, dmap.unreplicate({"state": rstate, "epoch_metrics": rmetrics}),
+                   selected=is_selected)
+        pause_point("checkpoint")
+    else:  # Train metrics keep accumulating until the next evaluation.
+      log.clock.train += time.time() - epoch_start
+    if stop.received:  # Seen at the epoch's last step: stopped after its evaluation.
+      _interrupt(dmap, rstate, rmetrics, step, ckpts, stop)
+  return rstate
 
 
 def _setup(config, cpu_origin: str) -> _Run:
@@ -268,22 +229,9 @@ def _restore(run: _Run, tx, ckpts: Checkpoints):
   return restored["state"], restored["epoch_metrics"]
 
 
-def _summary_start(run: _Run, state) -> dict[str, Any]:
-  """What summary.json says of a run before its first evaluation."""
-  dataset = run.dataset
-  return {"status": "running", "params": models.param_count(state.params),
-          "batch_size": run.batch_size,
-          "steps_per_epoch": run.periods.steps_per_epoch, "total_steps": run.periods.total_steps,
-          "input_shape": list(dataset.input_shape), "num_classes": dataset.num_classes,
-          "class_names": list(dataset.class_names), "checkpoint_select": run.rule,
-          "train_examples": len(dataset.train_labels),
-          "validation_examples": 0 if dataset.val_labels is None else len(dataset.val_labels),
-          "test_examples": len(dataset.test_labels)}
-
-
 def _train_epoch(run: _Run, dmap, rstate, rmetrics, epoch: int, step: int, stop: signals.StopSignals,
                  progress: periodic.ProgressLine, ckpts: Checkpoints, summary: dict,
-                 clock: _Clock):
+                 clock: runlog.Clock):
   """The steps of `epoch` from `step` on: (state, metrics accumulated, step). Sets
   summary["startup_seconds"] at this session's first step; on a stop signal before the
   epoch's last step saves a checkpoint and raises Interrupted."""
@@ -317,7 +265,7 @@ def _interrupt(dmap, rstate, rmetrics, step: int, ckpts: Checkpoints, stop: sign
 
 def _evaluation_record(run: _Run, dmap, rstate, rmetrics, step: int, epoch_start: float,
                        epoch_start_step: int, lr_schedule, ckpts: Checkpoints,
-                       clock: _Clock) -> dict[str, Any]:
+                       clock: runlog.Clock) -> dict[str, Any]:
   """The metrics.jsonl record of an evaluation at the end of an epoch: the train metrics
   accumulated since the last one, the curve splits evaluated, the epoch's speed."""
   train = _compute(dmap.unreplicate(rmetrics))  # Waits for the epoch's steps.
@@ -356,12 +304,6 @@ def _curve_splits(dataset, test_curves: bool) -> list[tuple[str, Any, Any]]:
   return splits
 
 
-def _epoch_line(record: dict) -> str:
-  parts = [f"{split} loss {record[split + '_loss']:.4f} acc {record[split + '_accuracy']:.4f}"
-           for split in ("train", "val", "test") if split + "_loss" in record]
-  return "  ".join(parts + [f"{record['images_per_second']:,.0f} img/s"])
-
-
 def _test_results(dmap, rstate, ckpts: Checkpoints, dataset, batch_size: int) -> dict:
   """Test loss and accuracy of the delivered (selected) model and of the last parameters."""
   final = evaluate(dmap, rstate, dataset.test_images, dataset.test_labels, batch_size)
@@ -374,29 +316,3 @@ def _test_results(dmap, rstate, ckpts: Checkpoints, dataset, batch_size: int) ->
   return {"test_accuracy": selected["test_accuracy"], "test_loss": selected["test_loss"],
           "final_test_accuracy": final["test_accuracy"], "final_test_loss": final["test_loss"],
           "selected_step": ckpts.selected_step()}
-
-
-def _selected_record(history: list[dict], rule: str) -> dict:
-  """The record of the epoch checkpoint.select picks: the best score, the earliest of
-  equals (as the loop saves it)."""
-  return max(history, key=lambda r: selection_score(r, rule))
-
-
-def _summary_metrics(history: list[dict], batch_size: int, rule: str) -> dict[str, Any]:
-  """Training, validation and selection figures of a run from its metrics records (the
-  test figures come from `_test_results`, once the run ends)."""
-  if not history:
-    return {"steps": 0, "epochs": 0}
-  last = history[-1]
-  selected = _selected_record(history, rule)
-  out = {
-      "train_accuracy": last["train_accuracy"], "train_loss": last["train_loss"],
-      "selected_epoch": selected["epoch"],
-      "steps": last["step"], "epochs": last["epoch"],
-      "train_seconds": last["train_seconds"],
-      "images_per_second": last["step"] * batch_size / max(last["train_seconds"], 1e-9),
-  }
-  if "val_accuracy" in last:
-    out.update(val_accuracy=selected["val_accuracy"], val_loss=selected["val_loss"],
-               best_val_accuracy=max(r["val_accuracy"] for r in history))
-  return out

@@ -1,0 +1,129 @@
+"""What a run writes about itself besides checkpoints: metrics.jsonl (and TensorBoard),
+summary.json and the run's clock, over all its sessions; and how the delivered epoch is
+chosen (config.checkpoint.select, on the validation split and training metrics only)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cnnjax import models
+from cnnjax.runs import records
+from cnnjax.runs.metrics import MetricsWriter
+from cnnjax.train import distributed
+
+
+def selection_score(record: dict, rule: str) -> float:
+  """How good an evaluated epoch is under checkpoint.select (higher is better); "last"
+  prefers the latest. Never reads a test metric."""
+  if rule == "val_accuracy":
+    return record["val_accuracy"]
+  if rule == "train_loss":
+    return -record["train_loss"]
+  return record["step"]
+
+
+@dataclasses.dataclass
+class Clock:
+  """Seconds of a run, the sessions before a resume included."""
+  start: float  # time.time() when this session started
+  before: float  # Wall seconds of the sessions before this one
+  train: float  # Seconds spent training (evaluations excluded), all sessions
+
+  def wall(self) -> float:
+    return self.before + time.time() - self.start
+
+
+class RunLog:
+  """What the loop writes about a run besides checkpoints: metrics.jsonl (and TensorBoard),
+  summary.json (process 0 only), and the run's clock, over all its sessions."""
+
+  def __init__(self, run, workdir: Path, state, wall_start: float):
+    self.run, self.path = run, workdir / "summary.json"
+    self.step = int(state.step)
+    self.enabled = distributed.is_writer()
+    self.lines = MetricsWriter(workdir, self.step, enabled=self.enabled)
+    last = self.lines.records[-1] if self.lines.records else {}
+    self.clock = Clock(wall_start, last.get("wall_seconds", 0.0), last.get("train_seconds", 0.0))
+    self.best = max((selection_score(r, run.rule) for r in self.lines.records), default=-math.inf)
+    self.summary = summary_start(run, state)
+    self._write({**self.summary, **self.metrics()})
+
+  def selected_step(self) -> int | None:
+    """The step of the epoch checkpoint.select picks among those recorded."""
+    return selected_record(self.lines.records, self.run.rule)["step"] if self.lines.records else None
+
+  def metrics(self) -> dict[str, Any]:
+    return summary_metrics(self.lines.records, self.run.batch_size, self.run.rule)
+
+  def epoch(self, record: dict[str, Any]) -> bool:
+    """Writes an evaluation's record; whether its epoch is the best so far (to keep)."""
+    self.lines.write(record)
+    self._write({**self.summary, **self.metrics()})
+    print(f"epoch {record['epoch']}/{self.run.config.num_epochs}  " + epoch_line(record), flush=True)
+    score = selection_score(record, self.run.rule)
+    is_selected, self.best = score > self.best, max(self.best, score)
+    return is_selected
+
+  def close(self, status: str, error: str | None) -> None:
+    self.lines.close()
+    self.summary.update(self.metrics(), status=status, ended=records.now(),
+                        wall_seconds=self.clock.wall())
+    if error:
+      self.summary["error"] = error
+    try:
+      self._write(self.summary)
+    except OSError as e:  # E.g. the disk filled up: keep the original error in view.
+      print(f"cnnjax: could not write {self.path}: {e}", file=sys.stderr)
+
+  def _write(self, summary: dict[str, Any]) -> None:
+    if self.enabled:
+      records.write_json(self.path, summary)
+
+
+def summary_start(run, state) -> dict[str, Any]:
+  """What summary.json says of a run before its first evaluation."""
+  dataset = run.dataset
+  return {"status": "running", "params": models.param_count(state.params),
+          "batch_size": run.batch_size,
+          "steps_per_epoch": run.periods.steps_per_epoch, "total_steps": run.periods.total_steps,
+          "input_shape": list(dataset.input_shape), "num_classes": dataset.num_classes,
+          "class_names": list(dataset.class_names), "checkpoint_select": run.rule,
+          "train_examples": len(dataset.train_labels),
+          "validation_examples": 0 if dataset.val_labels is None else len(dataset.val_labels),
+          "test_examples": len(dataset.test_labels)}
+
+
+def epoch_line(record: dict) -> str:
+  parts = [f"{split} loss {record[split + '_loss']:.4f} acc {record[split + '_accuracy']:.4f}"
+           for split in ("train", "val", "test") if split + "_loss" in record]
+  return "  ".join(parts + [f"{record['images_per_second']:,.0f} img/s"])
+
+
+def selected_record(history: list[dict], rule: str) -> dict:
+  """The record of the epoch checkpoint.select picks: the best score, the earliest of
+  equals (as the loop saves it)."""
+  return max(history, key=lambda r: selection_score(r, rule))
+
+
+def summary_metrics(history: list[dict], batch_size: int, rule: str) -> dict[str, Any]:
+  """Training, validation and selection figures of a run from its metrics records (the
+  test figures come from `_test_results`, once the run ends)."""
+  if not history:
+    return {"steps": 0, "epochs": 0}
+  last = history[-1]
+  selected = selected_record(history, rule)
+  out = {
+      "train_accuracy": last["train_accuracy"], "train_loss": last["train_loss"],
+      "selected_epoch": selected["epoch"],
+      "steps": last["step"], "epochs": last["epoch"],
+      "train_seconds": last["train_seconds"],
+      "images_per_second": last["step"] * batch_size / max(last["train_seconds"], 1e-9),
+  }
+  if "val_accuracy" in last:
+    out.update(val_accuracy=selected["val_accuracy"], val_loss=selected["val_loss"],
+               best_val_accuracy=max(r["val_accuracy"] for r in history))
+  return out
