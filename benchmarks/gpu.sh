@@ -6,7 +6,7 @@
 #   bash benchmarks/gpu.sh OUT_DIR MNIST_DIR
 #
 # Install cnnjax's dependencies that the machine lacks first (without network: as wheels
-# brought along, e.g. ml_collections, clu, tensorboardX, tensorflow-datasets, grain,
+# brought along, e.g. ml_collections, clu, tensorboard, tensorflow-datasets, grain,
 # array_record; then `pip install --no-deps -e .`). Each step's output goes to OUT_DIR (device.txt, tests.log, throughput.txt,
 # time_to_accuracy.txt); the last lines of the last two say which goals are met.
 set -uo pipefail

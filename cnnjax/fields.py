@@ -20,16 +20,17 @@ from cnnjax.errors import ConfigError
 
 
 def builtin(package) -> list[str]:
-  """The modules of `package` that name a class by their own name (not _private ones,
-  nor those in `package.NOT_CLASSES`)."""
+  """The modules of `package` (a package, or its name) that name a class by their own name
+  (not _private ones, nor those in `package.NOT_CLASSES`)."""
+  package = importlib.import_module(package) if isinstance(package, str) else package
   skip = getattr(package, "NOT_CLASSES", ())
   return sorted(m.name for m in pkgutil.iter_modules(package.__path__)
                 if not m.name.startswith("_") and m.name not in skip)
 
 
-def find_class(package, name: str, attr: str, field: str):
-  """The class a config's `field` names: a module `name` of `package` (its `attr`), or
-  `package.module:Class` anywhere."""
+def find_class(package: str, name: str, attr: str, field: str):
+  """The class a config's `field` names: a module `name` of the package named `package`
+  (its `attr`), or `package.module:Class` anywhere."""
   if ":" in name:
     module_name, _, class_name = name.partition(":")
     try:
@@ -37,7 +38,7 @@ def find_class(package, name: str, attr: str, field: str):
     except (ImportError, AttributeError) as e:
       raise ConfigError(field, f"cannot import {name!r}: {e}") from e
   elif name in builtin(package):
-    cls = getattr(importlib.import_module(f"{package.__name__}.{name}"), attr)
+    cls = getattr(importlib.import_module(f"{package}.{name}"), attr)
   else:
     raise ConfigError(field, f"{name!r} is not one of {', '.join(map(repr, builtin(package)))} "
                       f"(or a class of your own, as 'package.module:Class')")

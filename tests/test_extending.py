@@ -55,13 +55,18 @@ def test_a_model_outside_the_package_has_its_own_fields(mylab):
     config_lib.load(TINY, {"model.name": "mylab.nets:Narrow"})
 
 
-def test_a_data_source_outside_the_package_has_its_own_fields(mylab, tmp_path):
-  folder = tmp_path / "arrays"
+def _npy_folder(folder, train: int, test: int, prefix: str = ""):
+  """The four .npy files the README's NpyFolder source reads."""
   folder.mkdir()
-  for split, n, seed in (("train", 64, 0), ("test", 24, 1)):
+  for split, n, seed in (("train", train, 0), ("test", test, 1)):
     images, labels = synthetic_digits(n, seed)
-    np.save(folder / f"my_{split}_x.npy", images[..., None])
-    np.save(folder / f"my_{split}_y.npy", labels)
+    np.save(folder / f"{prefix}{split}_x.npy", images[..., None])
+    np.save(folder / f"{prefix}{split}_y.npy", labels)
+  return folder
+
+
+def test_a_data_source_outside_the_package_has_its_own_fields(mylab, tmp_path):
+  folder = _npy_folder(tmp_path / "arrays", train=64, test=24, prefix="my_")
   config = config_lib.load(TINY, {"data.source": "mylab.arrays:NpyFolder", "data.dir": str(folder),
                                   "data.prefix": "my_"})
   config_lib.validate(config)
@@ -125,12 +130,7 @@ def test_a_model_and_a_source_added_to_the_package_are_found_by_file_name(packag
 
 @pytest.mark.integration  # Trains a run in processes of its own.
 def test_the_readme_model_and_source_train_and_evaluate(mylab, tmp_path):
-  folder = tmp_path / "arrays"
-  folder.mkdir()
-  for split, n, seed in (("train", 160, 0), ("test", 40, 1)):
-    images, labels = synthetic_digits(n, seed)
-    np.save(folder / f"{split}_x.npy", images[..., None])
-    np.save(folder / f"{split}_y.npy", labels)
+  folder = _npy_folder(tmp_path / "arrays", train=160, test=40)
   env = dict(os.environ, PYTHONPATH=f"{mylab}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
   run = tmp_path / "run"
   train = [sys.executable, "-m", "cnnjax", "train", "--config", TINY, "--workdir", str(run),

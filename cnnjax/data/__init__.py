@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +89,7 @@ def with_source(data_config, source: str, **values) -> ml_collections.ConfigDict
 
 def source_class(name: str):
   """The source class `name` (config.data.source) stands for."""
-  return fields.find_class(sys.modules[__name__], name, "Source", "data.source")
+  return fields.find_class(__name__, name, "Source", "data.source")
 
 
 def _own(data_config) -> dict[str, Any]:

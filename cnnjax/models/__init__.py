@@ -20,7 +20,6 @@ it is constructed (raising ConfigError or ValueError) and its input shape in an 
 from __future__ import annotations
 
 import inspect
-import sys
 from typing import Sequence
 
 import ml_collections
@@ -36,7 +35,7 @@ NOT_CLASSES = ("layers", "batch_last")  # Modules here that are not models.
 
 def model_class(name: str):
   """The Flax module class `name` (config.model.name) stands for."""
-  return fields.find_class(sys.modules[__name__], name, "Model", "model.name")
+  return fields.find_class(__name__, name, "Model", "model.name")
 
 
 def config(name: str, **values) -> ml_collections.ConfigDict:
