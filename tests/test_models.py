@@ -19,8 +19,8 @@ def _config(config_name, overrides=None):
 def _build(config_name, overrides=None, input_shape=(28, 28, 1)):
   config = _config(config_name, overrides)
   model = models.build(config.model, 10, input_shape)
-  variables = model.init(jax.random.key(0), jnp.zeros((2, *input_shape)), train=False)
-  return model, variables
+  init = jax.jit(lambda key, x: model.init(key, x, train=False))  # One compile, not one per op.
+  return model, init(jax.random.key(0), jnp.zeros((2, *input_shape)))
 
 
 # Exact sizes pin the architectures: a change to any of them must be deliberate.
@@ -36,7 +36,8 @@ def test_exact_parameter_counts(config_name, overrides, params, stats):
   model, variables = _build(config_name, overrides)
   assert models.param_count(variables["params"]) == params
   assert models.param_count(variables.get("batch_stats", {})) == stats
-  logits = model.apply(variables, jnp.zeros((2, 28, 28, 1)), train=False)
+  logits = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables,
+                          jnp.zeros((2, 28, 28, 1)))
   assert logits.shape == (2, 10)
 
 
@@ -153,8 +154,8 @@ def test_talk_cnn_equals_stock_flax_layers_in_value_and_gradient():
     logits = apply({"params": params}, x)
     return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(8), labels])
 
-  ours = jax.value_and_grad(lambda p: loss(model.apply, p))(variables["params"])
-  stock = jax.value_and_grad(lambda p: loss(PlainFlaxCNN().apply, p))(variables["params"])
+  ours = jax.jit(jax.value_and_grad(lambda p: loss(model.apply, p)))(variables["params"])
+  stock = jax.jit(jax.value_and_grad(lambda p: loss(PlainFlaxCNN().apply, p)))(variables["params"])
   np.testing.assert_allclose(ours[0], stock[0], rtol=1e-6)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), ours[1], stock[1])
 
@@ -163,8 +164,8 @@ def test_bfloat16_compute_keeps_float32_parameters_and_logits():
   model, variables = _build("mnist.py", {"model.dtype": "bfloat16"})
   assert {p.dtype for p in jax.tree.leaves(variables["params"])} == {jnp.dtype("float32")}
   x = jax.random.normal(jax.random.key(2), (4, 28, 28, 1))
-  low = model.apply(variables, x, train=False)
-  full = _build("mnist.py")[0].apply(variables, x, train=False)
+  low = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
+  full = jax.jit(lambda v, x: _build("mnist.py")[0].apply(v, x, train=False))(variables, x)
   assert low.dtype == jnp.float32
   np.testing.assert_allclose(low, full, atol=0.1)  # bfloat16 keeps ~3 significant digits.
   assert not np.array_equal(low, full)
@@ -176,7 +177,8 @@ def test_pool_first_without_batchnorm_is_the_same_function():
   pooled_first, variables = _build("mnist_fast.py", no_bn)
   pooled_last, _ = _build("mnist_fast.py", {**no_bn, "model.pool_first": False})
   x = jax.random.normal(jax.random.key(1), (4, 28, 28, 1))
-  np.testing.assert_array_equal(pooled_first.apply(variables, x), pooled_last.apply(variables, x))
+  apply = lambda model: jax.jit(model.apply)(variables, x)
+  np.testing.assert_array_equal(apply(pooled_first), apply(pooled_last))
 
 
 def test_pool_first_with_batchnorm_normalizes_the_pooled_maps():

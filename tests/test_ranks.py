@@ -31,9 +31,9 @@ def _config(name, arg=None, overrides=None):
 ])
 def test_shapes_and_exact_parameter_counts_per_rank(name, arg, input_shape, classes, params):
   model = models.build(_config(name, arg).model, classes, input_shape)
-  variables = model.init(jax.random.key(0), jnp.zeros((2, *input_shape)))
+  variables = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((2, *input_shape)))
   assert models.param_count(variables["params"]) == params
-  assert model.apply(variables, jnp.zeros((3, *input_shape))).shape == (3, classes)
+  assert jax.eval_shape(model.apply, variables, jnp.zeros((3, *input_shape))).shape == (3, classes)
 
 
 def test_sizes_per_axis_and_errors_name_the_field():
