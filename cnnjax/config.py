@@ -237,7 +237,7 @@ def load(spec: str, overrides: dict[str, Any] | None = None) -> ml_collections.C
 
 def command_line_overrides(args: list[str]) -> dict[str, str]:
   """{'a.b': 'text'} from `--config.a.b=text` (or `--config.a.b text`) arguments, the one
-  override syntax of every command; the text is typed by `override`. Raises ValueError
+  override syntax of every command; the text is typed by `override`. Raises
   UsageError naming an argument that is not such an override."""
   overrides, args = {}, list(args)
   while args:

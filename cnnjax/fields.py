@@ -87,11 +87,25 @@ def add_fields(section, cls, provided: tuple[str, ...], field: str) -> None:
     section[name] = config_value(default, hints.get(name))
 
 
-def foreign(section, own: set[str], shared: set[str]) -> str | None:
-  """The first key of `section` that is neither one of `own` nor `shared`."""
-  return next((key for key in section if key not in own and key not in shared), None)
-
-
 def not_a_field(kind: str, name: str, own, shared) -> str:
   return (f"not a field of {kind} {name!r} (its fields: {', '.join(sorted(own)) or 'none'}; "
           f"shared: {', '.join(sorted(shared))})")
+
+
+def set_values(section, values: dict[str, Any], prefix: str, kind: str, name: str,
+               shared) -> None:
+  """Sets `values` in the ConfigDict `section` (config.model or config.data, named by
+  `prefix`, of the model or source `name`); a field it lacks is a ConfigError."""
+  for field, value in values.items():
+    if field not in section:
+      own = set(section) - set(shared)
+      raise ConfigError(f"{prefix}.{field}", not_a_field(kind, name, own, shared))
+    section[field] = value
+
+
+def check_own(section, own, shared, prefix: str, kind: str, name: str) -> None:
+  """ConfigError naming the first key of `section` that is neither one of the class's
+  `own` fields nor `shared`."""
+  extra = next((key for key in section if key not in own and key not in shared), None)
+  if extra:
+    raise ConfigError(f"{prefix}.{extra}", not_a_field(kind, name, own, shared))

@@ -80,10 +80,7 @@ def with_source(data_config, source: str, **values) -> ml_collections.ConfigDict
   c = ml_collections.ConfigDict({k: data_config[k] for k in SHARED})
   c.source = source
   fields.add_fields(c, source_class(source), (), "data.source")
-  for field, value in values.items():
-    if field not in c:
-      raise ConfigError(f"data.{field}", _not_a_field(c))
-    c[field] = value
+  fields.set_values(c, values, "data", "data source", source, SHARED)
   return c
 
 
@@ -92,22 +89,13 @@ def source_class(name: str):
   return fields.find_class(__name__, name, "Source", "data.source")
 
 
-def _own(data_config) -> dict[str, Any]:
-  return fields.defaults(source_class(data_config.source), (), "data.source")
-
-
-def _not_a_field(data_config) -> str:
-  return fields.not_a_field("data source", data_config.source, _own(data_config), SHARED)
-
-
 def source(data_config):
   """The source `data_config` names, constructed from its fields (which it checks)."""
-  extra = fields.foreign(data_config, set(_own(data_config)), set(SHARED))
-  if extra:
-    raise ConfigError(f"data.{extra}", _not_a_field(data_config))
   cls = source_class(data_config.source)
+  own = fields.defaults(cls, (), "data.source")
+  fields.check_own(data_config, own, SHARED, "data", "data source", data_config.source)
   try:
-    return cls(**{k: data_config[k] for k in _own(data_config)})
+    return cls(**{k: data_config[k] for k in own})
   except (ValueError, TypeError) as e:
     raise ConfigError("data", f"{data_config.source}: {e}") from e
 

@@ -113,14 +113,16 @@ class PointProcess:
   def request_stop(self) -> None:
     """Asks a running process to checkpoint and stop (SIGUSR2, as SLURM sends before a
     time limit); returns at once."""
-    if self.child is not None and self.child.poll() is None:
-      self.child.send_signal(STOP_SIGNAL)
+    self._send(STOP_SIGNAL)
 
   def stop_now(self) -> None:
     """Asks a running process to stop at once (SIGTERM: after a first stop signal, it
     ends without finishing its step; the run resumes from its latest checkpoint)."""
+    self._send(signal.SIGTERM)
+
+  def _send(self, sig: int) -> None:
     if self.child is not None and self.child.poll() is None:
-      self.child.send_signal(signal.SIGTERM)
+      self.child.send_signal(sig)
 
   def stop(self, timeout: float = 120.0) -> int | None:
     """`request_stop`, then waits for the process."""

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import csv
 import datetime
+import functools
 import io
 import json
 import math
 import operator
 import re
 import statistics
-import functools
 import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
 from cnnjax.config import flatten
-from cnnjax.errors import UsageError
+from cnnjax.errors import ConfigError, UsageError
 from cnnjax.runs.reader import RunRecord, find_runs, read_run
 
 METRICS = ("test_accuracy", "final_test_accuracy", "val_accuracy", "best_val_accuracy",
@@ -217,7 +217,6 @@ def runs_params(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
 @functools.cache
 def _defaults(model: str, source: str) -> dict[str, Any]:
   from cnnjax import config as config_lib
-  from cnnjax.errors import ConfigError
   config = config_lib.base_config()
   try:
     config_lib.select(config, "model.name", model)

@@ -44,25 +44,15 @@ def config(name: str, **values) -> ml_collections.ConfigDict:
   c.name = name
   c.dtype = "float32"  # The compute dtype ("bfloat16" on GPUs/TPUs); parameters stay float32.
   fields.add_fields(c, model_class(name), PROVIDED, "model.name")
-  for field, value in values.items():
-    if field not in c:
-      raise ConfigError(f"model.{field}", _not_a_field(c))
-    c[field] = value
+  fields.set_values(c, values, "model", "model", name, SHARED)
   return c
-
-
-def _not_a_field(model_config) -> str:
-  own = set(model_config) - set(SHARED)
-  return fields.not_a_field("model", model_config.name, own, SHARED)
 
 
 def check_fields(model_config) -> None:
   """ConfigError naming the first field of `model_config` its model lacks, or whose value
   the model refuses; nothing is built or compiled."""
   own = fields.defaults(model_class(model_config.name), PROVIDED, "model.name")
-  extra = fields.foreign(model_config, set(own), set(SHARED))
-  if extra:
-    raise ConfigError(f"model.{extra}", fields.not_a_field("model", model_config.name, own, SHARED))
+  fields.check_own(model_config, own, SHARED, "model", "model", model_config.name)
   if model_config.dtype not in DTYPES:
     raise ConfigError("model.dtype", f"{model_config.dtype!r} is not one of {', '.join(map(repr, DTYPES))}")
   _construct(model_config, num_classes=2, input_shape=None, axis_name=None)
