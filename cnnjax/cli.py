@@ -1,8 +1,8 @@
 """The `cnnjax` command (also `python -m cnnjax`): one parser, one subcommand per task.
 
-  cnnjax train --config configs/mnist.py --workdir runs/x [--config.FIELD=VALUE ...]
+  cnnjax train --config configs/mnist.py --workdir runs/x [--params params.yaml] [--config.FIELD=VALUE ...]
   cnnjax exp show|diff|plot|reproduce ...   cnnjax sweep EXPERIMENT.py ...
-  cnnjax viz|predict|eval RUN ...           cnnjax data convert ...
+  cnnjax viz|predict|eval RUN ...           cnnjax data convert ...   cnnjax dvc init ...
 
 `cnnjax -h` and `cnnjax COMMAND -h` list every flag. cnnjax's own errors (a config field,
 a data file, a run directory, a bad command line) print one line and exit 2, or 1 when a
@@ -19,10 +19,12 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 from cnnjax.errors import EXIT_INTERRUPTED, CheckpointError, CnnjaxError, TrainingError
 from cnnjax.exp import launchers  # Names only: each launcher imports its engine when made.
 
+COMMAND_LINE = "command line"
 OVERRIDES = ("any config field: --config.FIELD=VALUE, e.g. --config.optimizer.learning_rate=0.1 "
              "--config.model.conv_features='(9, 16)' (VALUE is read as a Python literal)")
 
@@ -34,8 +36,12 @@ def parser() -> argparse.ArgumentParser:
   root = argparse.ArgumentParser(prog="cnnjax", allow_abbrev=False, description=(
       "Config-driven convolutional networks in JAX/Flax: one directory per run."))
   commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+  with_params = argparse.ArgumentParser(add_help=False)
+  with_params.add_argument("--params", metavar="FILE.yaml", help="config fields from a YAML file "
+                           "(nested keys, e.g. DVC's params.yaml); --config.FIELD=VALUE wins")
   add = lambda name, help, overrides=False, **kw: commands.add_parser(
-      name, help=help, description=help, parents=[common], allow_abbrev=False,
+      name, help=help, description=help, allow_abbrev=False,
+      parents=[common, with_params] if overrides else [common],
       epilog=OVERRIDES if overrides else None, **kw)
 
   train = add("train", "train a config's model in --workdir (an existing one resumes)", True)
@@ -44,24 +50,35 @@ def parser() -> argparse.ArgumentParser:
   train.add_argument("--workdir", required=True, help="run directory: records, metrics, checkpoints")
   train.set_defaults(handler=_train, overrides=True)
   _exp_parsers(add("exp", "compare, plot and reproduce runs").add_subparsers(
-      dest="action", required=True, metavar="ACTION"), common)
+      dest="action", required=True, metavar="ACTION"), common, with_params)
   _sweep_parser(add("sweep", "train every point of an experiment file, each in its own run "
                              "directory", True))
   convert = add("data", "prepare data sets").add_subparsers(dest="action", required=True).add_parser(
-      "convert", parents=[common], allow_abbrev=False, epilog=OVERRIDES,
+      "convert", parents=[common, with_params], allow_abbrev=False, epilog=OVERRIDES,
       help="write a config's data set as ArrayRecord files that stream from disk (train on "
       "them with --config.data.source=array_record --config.data.dir=OUTPUT)")
   convert.add_argument("--config", required=True, help="a config file naming the data set")
   convert.add_argument("--output", required=True, help="folder to write")
   convert.add_argument("--shard-examples", type=int, default=100_000, help="examples per file")
   convert.set_defaults(handler=_convert, overrides=True)
+  dvc = add("dvc", "DVC pipelines that train cnnjax configs").add_subparsers(
+      dest="action", required=True, metavar="ACTION").add_parser(
+      "init", parents=[common], allow_abbrev=False, epilog=OVERRIDES,
+      help="write params.yaml (the config's fields) and a dvc.yaml stage that trains the config, "
+      "in this folder of a git repository with DVC: then `dvc exp run -S FIELD=VALUE`")
+  dvc.add_argument("--config", required=True, metavar="FILE.py[:ARG]", help="the config to train")
+  dvc.add_argument("--stage", default="train", help="the stage's name")
+  dvc.add_argument("--workdir", help="the run directory, the stage's output (default runs/STAGE)")
+  dvc.add_argument("--live", default="dvclive", help="the folder DVCLive writes (config.dvclive)")
+  dvc.add_argument("--force", action="store_true", help="replace params.yaml and the stage")
+  dvc.set_defaults(handler=_dvc_init, overrides=True)
   _run_readers(add)
   return root
 
 
-def _exp_parsers(sub, common) -> None:
-  add = lambda name, help: sub.add_parser(name, help=help, description=help, parents=[common],
-                                          allow_abbrev=False)
+def _exp_parsers(sub, common, with_params) -> None:
+  add = lambda name, help, parents=(): sub.add_parser(
+      name, help=help, description=help, parents=[common, *parents], allow_abbrev=False)
   show = add("show", "one row per run directory under each ROOT")
   show.add_argument("roots", nargs="*", default=["runs"], metavar="ROOT")
   show.add_argument("--all-params", action="store_true", help="every config field")
@@ -86,7 +103,8 @@ def _exp_parsers(sub, common) -> None:
                     "train_loss (test_accuracy needs runs trained with config.test_curves=True)")
   plot.add_argument("-o", "--output", default="curves.png", help=".png, .svg or .pdf")
   plot.set_defaults(handler=_plot)
-  repro = add("reproduce", "train a run again from its records and compare its metrics")
+  repro = add("reproduce", "train a run again from its records and compare its metrics",
+              [with_params])
   repro.add_argument("run")
   repro.add_argument("--workdir", help="default: RUN-repro")
   repro.epilog = OVERRIDES
@@ -141,9 +159,16 @@ def _run_readers(add) -> None:
                          help="dark-on-light images are inverted to MNIST's light on dark")
 
 
-def _overrides(args) -> dict[str, str]:
+def _overrides(args) -> dict[str, Any]:
+  """A command's config overrides: its --params file's, then its --config.FIELD=VALUE
+  arguments, which win; `args.origins` says where each one came from."""
   from cnnjax import config as config_lib
-  return config_lib.command_line_overrides(args.extra)
+  file = getattr(args, "params", None)
+  from_file = config_lib.params_file_overrides(file) if file else {}
+  from_line = config_lib.command_line_overrides(args.extra)
+  args.origins = {**dict.fromkeys(from_file, str(file)),
+                  **dict.fromkeys(from_line, COMMAND_LINE)}
+  return {**from_file, **from_line}
 
 
 def _train(args) -> int:
@@ -153,7 +178,7 @@ def _train(args) -> int:
   config = config_lib.load(args.config, _overrides(args))
   from cnnjax.train.loop import Interrupted, train_and_evaluate
   try:
-    summary = train_and_evaluate(config, args.workdir)
+    summary = train_and_evaluate(config, args.workdir, args.origins)
   except Interrupted as e:
     print(f"cnnjax train: interrupted: {e}", file=sys.stderr)
     return EXIT_INTERRUPTED
@@ -213,6 +238,14 @@ def _convert(args) -> int:
   return 0
 
 
+def _dvc_init(args) -> int:
+  from cnnjax.exp import dvc
+  for line in dvc.init(args.config, _overrides(args), args.stage, args.workdir, args.live,
+                       args.force):
+    print(line)
+  return 0
+
+
 def _viz(args) -> int:
   from cnnjax.viz.report import visualize
   for path in visualize(args.run, args.output, args.index, args.image, args.checkpoint, args.invert):
@@ -254,7 +287,14 @@ def main(argv: list[str] | None = None) -> int:
   except (TrainingError, CheckpointError) as e:  # The run itself failed.
     return _fail(f"{_name(args)}: failed: {e}", args.debug, code=1)
   except CnnjaxError as e:
-    return _fail(f"{_name(args)}: error: {e}", args.debug, code=2)
+    return _fail(f"{_name(args)}: error: {e}{_origin(e, args)}", args.debug, code=2)
+
+
+def _origin(error: CnnjaxError, args) -> str:
+  """Where the override behind a config error came from, when a params file set it."""
+  key = getattr(error, "override", getattr(error, "field", None))
+  origin = getattr(args, "origins", {}).get(key)
+  return f" (set by {origin}: {key})" if origin and origin != COMMAND_LINE else ""
 
 
 def _fail(message: str, debug: bool, code: int) -> int:

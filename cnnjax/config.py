@@ -80,6 +80,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint.keep = 3  # Latest checkpoints kept; the selected one is kept apart.
   c.checkpoint.select = "auto"  # The delivered model, one of SELECT_RULES.
   c.log_every_seconds = 10.0  # Progress lines while training; 0 = epoch lines only.
+  # A folder where the run also logs through DVCLive (its parameters, per-epoch metrics
+  # and final figures, for `dvc exp show` and `dvc plots`); "" = off. Needs the `dvc` extra.
+  c.dvclive = ""
   return c
 
 
@@ -172,6 +175,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(config.data.validation_examples > 0, "checkpoint.select",
            "'val_accuracy' needs a validation split: set config.data.validation_examples")
   _check(config.log_every_seconds >= 0, "log_every_seconds", "must be >= 0")
+  if config.dvclive:
+    import importlib.util
+    _check(importlib.util.find_spec("dvclive") is not None, "dvclive",
+           "logging through DVCLive needs it installed: pip install -e '.[dvc]'")
   models.check_fields(config.model)
 
 
@@ -253,12 +260,50 @@ def command_line_overrides(args: list[str]) -> dict[str, str]:
   return overrides
 
 
+def params_file_overrides(path: str | Path) -> dict[str, Any]:
+  """{'a.b': value} from a YAML file of config fields (nested keys, or dotted ones, as in
+  DVC's params.yaml), typed by YAML; lists become tuples. Raises UsageError naming the file
+  when it is missing, is not YAML or does not hold a mapping of field names."""
+  import yaml
+  try:
+    values = yaml.safe_load(Path(path).read_text())
+  except OSError as e:
+    raise UsageError(f"{path}: cannot read the params file: {e.strerror or e}") from e
+  except yaml.YAMLError as e:
+    where = getattr(e, "problem_mark", None)
+    line = f" (line {where.line + 1})" if where else ""
+    raise UsageError(f"{path}: not a YAML file{line}: {getattr(e, 'problem', None) or e}") from e
+  if values is None:
+    return {}
+  if not isinstance(values, dict):
+    raise UsageError(f"{path}: holds a YAML {type(values).__name__}, not a mapping of config "
+                     f"fields (e.g. 'optimizer: {{learning_rate: 0.1}}')")
+  _check_keys(values, path)
+  return {k: _tuples(v) for k, v in flatten(values).items()}
+
+
+def _check_keys(values: dict, path) -> None:
+  for key, value in values.items():
+    if not isinstance(key, str):
+      raise UsageError(f"{path}: key {key!r} is not a config field name")
+    if isinstance(value, dict):
+      _check_keys(value, path)
+
+
+def _tuples(value):
+  return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
 def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any] | None) -> None:
   """Sets each {'a.b': value} in place (see `override`): config.model.name and
   config.data.source first, since they choose the fields of their sections."""
   overrides = overrides or {}
   for field in sorted(overrides, key=lambda f: f not in SELECTORS):
-    override(config, field, overrides[field])
+    try:
+      override(config, field, overrides[field])
+    except ConfigError as e:
+      e.override = field  # The override that failed: the command line names where it came from.
+      raise
 
 
 def with_overrides(config: ml_collections.ConfigDict,

@@ -3,6 +3,7 @@ experiment files, a held run directory, and what two runs must have in common to
 same run. Fixtures live in conftest.py."""
 import contextlib
 import gzip
+import os
 import struct
 import textwrap
 from pathlib import Path
@@ -11,6 +12,15 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 NUM_DEVICES = 8
+# CI installs every extra: its tests of Ray, SLURM and DVC fail, not skip, without them.
+EXTRAS_REQUIRED = os.environ.get("CNNJAX_TEST_EXTRAS") == "required"
+
+
+def require(available: bool, why: str) -> None:
+  """Skips the test without an optional engine, or fails under CNNJAX_TEST_EXTRAS=required."""
+  if not available:
+    import pytest
+    (pytest.fail if EXTRAS_REQUIRED else pytest.skip)(why)
 
 
 def write_idx(path: Path, array: np.ndarray) -> Path:

@@ -23,8 +23,8 @@ def _subcommands(parser, path=()):
 def test_every_command_lists_every_flag_and_takes_debug(capsys):
   commands = dict(_subcommands(cli.parser()))
   assert set(commands) == {("train",), ("exp", "show"), ("exp", "diff"), ("exp", "plot"),
-                           ("exp", "reproduce"), ("sweep",), ("data", "convert"), ("viz",),
-                           ("predict",), ("eval",)}
+                           ("exp", "reproduce"), ("sweep",), ("data", "convert"),
+                           ("dvc", "init"), ("viz",), ("predict",), ("eval",)}
   for path, parser in commands.items():
     assert cli.main([*path, "-h"]) == 0
     text = capsys.readouterr().out

@@ -1,6 +1,6 @@
 """`cnnjax sweep --launcher local|ray|slurm` on real engines: a Ray cluster started for the
 test session, and the SLURM cluster of `scripts/slurm-local start` (CI starts it; elsewhere
-these tests skip unless CNNJAX_TEST_LAUNCHERS=required, which makes a missing engine fail)."""
+these tests skip unless CNNJAX_TEST_EXTRAS=required, which makes a missing engine fail)."""
 import importlib.util
 import json
 import os
@@ -14,17 +14,9 @@ import time
 import pytest
 
 from cnnjax.exp import table
-from helpers import THREE_POINTS, comparable_metrics, write_experiment
+from helpers import THREE_POINTS, comparable_metrics, require, write_experiment
 
 pytestmark = pytest.mark.integration  # Starts processes or trains whole runs.
-
-REQUIRED = os.environ.get("CNNJAX_TEST_LAUNCHERS") == "required"
-
-
-def _require(available: bool, why: str) -> None:
-  if not available:
-    (pytest.fail if REQUIRED else pytest.skip)(why)
-
 
 LONG = 'hyper.sweep("num_epochs", [1, 30])'
 
@@ -68,7 +60,7 @@ def test_local_prints_each_state_change_with_its_log(local):
 def ray_env(tmp_path_factory):
   """A real single-node Ray cluster for the test session; the environment that makes a
   sweep join it (RAY_ADDRESS; token authentication off, for this private local cluster)."""
-  _require(importlib.util.find_spec("ray") is not None, "ray is not installed: pip install -e '.[ray]'")
+  require(importlib.util.find_spec("ray") is not None, "ray is not installed: pip install -e '.[ray]'")
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -105,7 +97,7 @@ def _slurm_up() -> bool:
 
 @pytest.fixture
 def slurm():
-  _require(importlib.util.find_spec("submitit") is not None and _slurm_up(),
+  require(importlib.util.find_spec("submitit") is not None and _slurm_up(),
            "no SLURM cluster: pip install -e '.[slurm]' and scripts/slurm-local start")
 
 

@@ -55,6 +55,7 @@ def reproduce(run: str | Path, workdir: str | Path | None = None,
   for note in code_differences(original.run):
     log(f"warning: {note}; the reproduction may differ")
   config = config_lib.from_dict(original.config)
+  config.dvclive = ""  # The original's DVCLive folder stays the original's.
   config_lib.apply_overrides(config, overrides)
   workdir = Path(workdir or f"{str(Path(run)).rstrip('/')}-repro")
   cnnjax.train_and_evaluate(config, workdir)

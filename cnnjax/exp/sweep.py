@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from cnnjax import config as config_lib
-from cnnjax.errors import UsageError
+from cnnjax.errors import ConfigError, UsageError
 from cnnjax.exp import launchers, point
 from cnnjax.exp.table import Table, build_table
 from cnnjax.runs import records
@@ -64,6 +64,9 @@ def load_experiment(path: str | Path) -> Experiment:
 def point_config(base, point: dict[str, Any], overrides: dict[str, Any] | None = None):
   config = config_lib.with_overrides(base, {**(overrides or {}), **point})
   config_lib.validate(config)
+  if config.dvclive:
+    raise ConfigError("dvclive", "the points of a sweep would all log to this one DVCLive "
+                      "folder: leave it '' (`cnnjax exp show` tables a sweep's runs)")
   return config
 
 

@@ -24,7 +24,7 @@ from cnnjax.files import atomic_write, read_json
 
 # Fields that may change when a run resumes: they do not change what it computes.
 RESUMABLE_CHANGES = ("log_every_seconds", "checkpoint.keep", "data.dir", "data.download",
-                     "distributed.coordinator_address", "distributed.process_id")
+                     "dvclive", "distributed.coordinator_address", "distributed.process_id")
 PACKAGES = ("cnnjax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "clu",
             "ml-collections", "numpy", "tensorflow-datasets")
 

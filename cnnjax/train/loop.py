@@ -62,8 +62,11 @@ def evaluate(dmap: parallel.DeviceMap, rstate, images, labels, batch_size: int,
           f"{split}_examples": int(total.accuracy.count)}
 
 
-def train_and_evaluate(config, workdir: str | Path) -> dict[str, Any]:
-  """Trains `config` in `workdir` (resuming what is there) and returns its summary."""
+def train_and_evaluate(config, workdir: str | Path,
+                       origins: dict[str, str] | None = None) -> dict[str, Any]:
+  """Trains `config` in `workdir` (resuming what is there) and returns its summary.
+  `origins` ({field: "command line" or a params file}) says where the overrides of the
+  config file's values came from, for run.json."""
   wall_start = time.time()
   config_lib.validate(config)
   cpu_origin = runtime.use_cpu_devices(config.cpu_devices)  # Both before JAX picks devices.
@@ -75,7 +78,7 @@ def train_and_evaluate(config, workdir: str | Path) -> dict[str, Any]:
     if distributed.is_writer():
       lock.acquire()
     try:
-      return _train(config, workdir, wall_start, cpu_origin)
+      return _train(config, workdir, wall_start, cpu_origin, origins or {})
     finally:
       lock.release()
   except OSError as e:  # Unwritable, read-only or full: say where, not a traceback.
@@ -96,14 +99,15 @@ class _Run:
   allocator: str  # What config.keep_freed_memory did (session.json)
 
 
-def _train(config, workdir: Path, wall_start: float, cpu_origin: str) -> dict[str, Any]:
+def _train(config, workdir: Path, wall_start: float, cpu_origin: str,
+           origins: dict[str, str]) -> dict[str, Any]:
   run = _setup(config, cpu_origin)
   tx, lr_schedule = create_optimizer(config.optimizer, run.periods.steps_per_epoch,
                                      config.num_epochs)
   dmap = parallel.DeviceMap(config.parallel, run.devices, config, run.dataset.num_classes)
   _compile_ahead(run, dmap, tx)
   if distributed.is_writer():
-    _write_records(run, workdir, cpu_origin)
+    _write_records(run, workdir, cpu_origin, origins)
   ckpts = Checkpoints(workdir, config.checkpoint.keep)
   state, epoch_metrics = _restore(run, tx, ckpts)
   log = runlog.RunLog(run, workdir, state, wall_start)
@@ -206,7 +210,7 @@ def _compile_ahead(run: _Run, dmap: parallel.DeviceMap, tx) -> None:
                      steps.TrainMetrics.empty(), train_batch, eval_batch)
 
 
-def _write_records(run: _Run, workdir: Path, cpu_origin: str) -> None:
+def _write_records(run: _Run, workdir: Path, cpu_origin: str, origins: dict[str, str]) -> None:
   """The run's records (process 0): config, session, code diff, model summary."""
   session, diff = records.session_record(run.config.seed, run.devices)
   session.update(data=run.dataset.location, processes=jax.process_count(),
@@ -214,6 +218,7 @@ def _write_records(run: _Run, workdir: Path, cpu_origin: str) -> None:
   if run.devices[0].platform == "cpu":
     session["cpu_devices_set_by"] = cpu_origin
   session["malloc"] = run.allocator
+  session["overrides"] = dict(sorted(origins.items()))  # Field -> where its value came from.
   records.write_run_records(workdir, config_lib.to_dict(run.config), session, diff)
   table = models.summary(run.model, run.dataset.input_shape)
   print(table, flush=True)

@@ -10,8 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cnnjax import config as config_lib
 from cnnjax import models
 from cnnjax.runs import records
+from cnnjax.runs.live import LiveWriter
 from cnnjax.runs.metrics import MetricsWriter
 from cnnjax.train import distributed
 
@@ -38,8 +40,9 @@ class Clock:
 
 
 class RunLog:
-  """What the loop writes about a run besides checkpoints: metrics.jsonl (and TensorBoard),
-  summary.json (process 0 only), and the run's clock, over all its sessions."""
+  """What the loop writes about a run besides checkpoints: metrics.jsonl (and TensorBoard,
+  and DVCLive with config.dvclive), summary.json (process 0 only), and the run's clock,
+  over all its sessions."""
 
   def __init__(self, run, workdir: Path, state, wall_start: float):
     self.run, self.path = run, workdir / "summary.json"
@@ -50,6 +53,9 @@ class RunLog:
     self.clock = Clock(wall_start, last.get("wall_seconds", 0.0), last.get("train_seconds", 0.0))
     self.best = max((selection_score(r, run.rule) for r in self.lines.records), default=-math.inf)
     self.summary = summary_start(run, state)
+    self.live = None
+    if self.enabled and run.config.dvclive:
+      self.live = LiveWriter(run.config.dvclive, config_lib.to_dict(run.config), self.lines.records)
     self._write({**self.summary, **self.metrics()})
 
   def selected_step(self) -> int | None:
@@ -63,6 +69,8 @@ class RunLog:
     """Writes an evaluation's record; whether its epoch is the best so far (to keep)."""
     self.lines.write(record)
     self._write({**self.summary, **self.metrics()})
+    if self.live:
+      self.live.epoch(record)
     print(f"epoch {record['epoch']}/{self.run.config.num_epochs}  " + epoch_line(record), flush=True)
     score = selection_score(record, self.run.rule)
     is_selected, self.best = score > self.best, max(self.best, score)
@@ -76,6 +84,8 @@ class RunLog:
       self.summary["error"] = error
     try:
       self._write(self.summary)
+      if self.live:
+        self.live.end(self.summary)
     except OSError as e:  # E.g. the disk filled up: keep the original error in view.
       print(f"cnnjax: could not write {self.path}: {e}", file=sys.stderr)
 
