@@ -139,14 +139,16 @@ def _run_readers(add) -> None:
                          help="the model the run delivers (config.checkpoint.select), or the "
                          "latest parameters")
     return command
-  viz = reader("viz", "PNGs of a trained run: filters, feature maps, confusion matrix, "
-                      "mistakes, learning curves")
+  viz = reader("viz", "PNGs of a trained run: filters, feature maps, class activation maps, "
+                      "confusion matrix, mistakes, learning curves (1-D, 2-D, 3-D inputs)")
   viz.add_argument("-o", "--output", help="folder for the PNGs (default RUN/viz)")
   example = viz.add_mutually_exclusive_group()
   example.add_argument("--index", type=int, default=0, help="test example for the feature maps")
-  example.add_argument("--image", help="an image file for the feature maps instead")
+  example.add_argument("--image", help="an image file (or a .npy example of the run's input) "
+                       "for the feature maps instead")
   viz.set_defaults(handler=_viz)
-  predict = reader("predict", "classify image files (PNG, JPEG, .npy)")
+  predict = reader("predict", "classify image files (PNG, JPEG) or .npy arrays of the run's "
+                               "input (one example, or a batch)")
   predict.add_argument("images", nargs="+", metavar="IMAGE")
   predict.add_argument("--top-k", type=int, default=3)
   predict.add_argument("--json", action="store_true", help="print JSON")
@@ -259,7 +261,8 @@ def _predict(args) -> int:
   if args.json:
     print(json.dumps(results, indent=2))
   for r in [] if args.json else results:
-    print(f"{r['file']}: " + "  ".join(f"{t['class']} ({t['probability']:.1%})" for t in r["top"]))
+    where = r["file"] + (f"[{r['index']}]" if "index" in r else "")
+    print(f"{where}: " + "  ".join(f"{t['class']} ({t['probability']:.1%})" for t in r["top"]))
   return 0
 
 

@@ -192,6 +192,8 @@ def _validate_data(d, batch_size: int) -> None:
   _check(0 <= d.augment_rotate <= 180, "data.augment_rotate", "must be in [0, 180] degrees")
   _check(0 <= d.augment_scale < 1, "data.augment_scale", "must be in [0, 1)")
   _check(d.eval_batch_size >= 1, "data.eval_batch_size", "must be >= 1")
+  _choice(d.project_axis, "data.project_axis", (-1, 0, 1, 2))
+  _choice(d.projection, "data.projection", ("max", "mean"))
   if d.train_examples:
     _check(d.train_examples >= batch_size, "data.train_examples",
            f"{d.train_examples} examples make no batch of config.batch_size={batch_size}")

@@ -34,6 +34,7 @@ class LoadedRun:
   input_shape: tuple[int, ...]
   num_classes: int
   step: int
+  input_dtype: str | None = None  # Of the training data ("uint8", "float32"); None: not recorded.
 
   @functools.cached_property
   def _forward(self):
@@ -59,10 +60,14 @@ class LoadedRun:
     return np.asarray(jax.nn.softmax(self.logits(images), axis=-1))
 
   def features(self, image: np.ndarray) -> dict[str, np.ndarray]:
-    """Feature maps of one image: what the model sows (the CNN: after every conv block's
+    """Feature maps of one example: what the model sows (the CNN: after every conv block's
     ReLU and every pooling)."""
-    _, features = self._forward[1](self.variables, jnp.asarray(image)[None])
-    return {k: np.asarray(v[0]) for k, v in features.items()}
+    return self.logits_and_features(image)[1]
+
+  def logits_and_features(self, image: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One example's logits and feature maps, from one forward pass."""
+    logits, features = self._forward[1](self.variables, jnp.asarray(image)[None])
+    return np.asarray(logits[0]), {k: np.asarray(v[0]) for k, v in features.items()}
 
 
 def load_run(path: str | Path, checkpoint: str = "selected") -> LoadedRun:
@@ -87,4 +92,5 @@ def load_run(path: str | Path, checkpoint: str = "selected") -> LoadedRun:
     raise CheckpointError(f"the {checkpoint} checkpoint of {path} does not fit its config's "
                           f"model: " + "; ".join(wrong))
   variables = jax.tree.map(jnp.asarray, variables)
-  return LoadedRun(Path(path), config, model, variables, input_shape, num_classes, step)
+  return LoadedRun(Path(path), config, model, variables, input_shape, num_classes, step,
+                   record.summary.get("input_dtype"))

@@ -23,6 +23,30 @@ def require(available: bool, why: str) -> None:
     (pytest.fail if EXTRAS_REQUIRED else pytest.skip)(why)
 
 
+TS_HEADER = ("# a comment\n@problemName Toy\n@timeStamps false\n@univariate {uni}\n"
+             "@classLabel true up down\n@data\n")
+
+
+def write_ts(path: Path, body: str, uni: str = "true") -> Path:
+  """A UCR/UEA .ts file of the classes 'up' and 'down' holding `body`'s lines."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(TS_HEADER.format(uni=uni) + body)
+  return path
+
+
+def write_ramps(folder: Path, train: int = 48, test: int = 20, length: int = 30) -> Path:
+  """The UCR-layout set 'Toy' in `folder`: rising ('up') or falling ('down') noisy ramps."""
+  rng = np.random.default_rng(1)
+  for split, n in (("TRAIN", train), ("TEST", test)):
+    lines = []
+    for _ in range(n):
+      label = rng.choice(["up", "down"])
+      ramp = np.linspace(-1, 1, length) * (1 if label == "up" else -1) + rng.normal(0, 0.3, length)
+      lines.append(",".join(f"{v:.4f}" for v in ramp) + f":{label}")
+    write_ts(folder / "Toy" / f"Toy_{split}.ts", "\n".join(lines) + "\n")
+  return folder
+
+
 def write_idx(path: Path, array: np.ndarray) -> Path:
   """Writes a uint8 array as an IDX file, gzipped when `path` ends in .gz."""
   raw = struct.pack(">BBBB", 0, 0, 0x08, array.ndim)

@@ -43,8 +43,8 @@ def test_a_config_file_that_renames_its_model_without_its_fields_fails_naming_on
 @pytest.mark.parametrize("field, value, message", [
     ("model.name", "vgg", r"config\.model\.name: 'vgg' is not one of 'cnn', 'mlp', 'resnet' \(or a "
                           r"class of your own, as 'package\.module:Class'\)"),
-    ("data.source", "csv", r"config\.data\.source: 'csv' is not one of 'array_record', 'folder', "
-                           r"'idx', 'npz', 'synthetic', 'tfds', 'ucr'"),
+    ("data.source", "csv", r"config\.data\.source: 'csv' is not one of 'array_record', 'digits3d', "
+                           r"'folder', 'idx', 'npz', 'synthetic', 'tfds', 'ucr'"),
     ("model.name", "json:loads", r"config\.model\.name: 'json:loads' is not a class"),
 ])
 def test_an_unknown_model_or_source_names_the_field(field, value, message):

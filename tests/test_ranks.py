@@ -14,7 +14,7 @@ from cnnjax.errors import ConfigError, DataError
 from cnnjax.train import parallel, steps
 from cnnjax.train.optim import create_optimizer
 from cnnjax.train.state import create_train_state
-from helpers import ROOT
+from helpers import ROOT, write_ramps, write_ts
 
 
 def _config(name, arg=None, overrides=None):
@@ -77,18 +77,11 @@ def test_a_few_train_steps_lower_the_loss_in_every_rank(name, arg, overrides, sh
   assert losses[-1] < losses[0], losses
 
 
-TS_HEADER = "# a comment\n@problemName Toy\n@timeStamps false\n@univariate {uni}\n@classLabel true up down\n@data\n"
-
-
-def _ts(path, body, uni="true"):
-  path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(TS_HEADER.format(uni=uni) + body)
-  return path
 
 
 def test_ts_univariate_and_label_order(tmp_path):
-  _ts(tmp_path / "Toy" / "Toy_TRAIN.ts", "1,2,3,4:down\n4,3,2,1:up\n2,2,2,?:up\n")
-  _ts(tmp_path / "Toy" / "Toy_TEST.ts", "0,1,0,1:down\n")
+  write_ts(tmp_path / "Toy" / "Toy_TRAIN.ts", "1,2,3,4:down\n4,3,2,1:up\n2,2,2,?:up\n")
+  write_ts(tmp_path / "Toy" / "Toy_TEST.ts", "0,1,0,1:down\n")
   x, y, tx, ty, names = ucr.load(tmp_path, "Toy", 0, "pad", 0, znorm=False)
   assert names == ("up", "down")  # The @classLabel order, not sorted or first-seen.
   assert tx.shape == (1, 4, 1) and tx[0, :, 0].tolist() == [0, 1, 0, 1]
@@ -101,8 +94,8 @@ def test_ts_univariate_and_label_order(tmp_path):
 
 def test_ts_multivariate_unequal_length_pad_and_resample(tmp_path):
   body = "1,2,3:5,6,7:up\n1,2:3,4:down\n"
-  _ts(tmp_path / "Toy" / "Toy_TRAIN.ts", body, uni="false")
-  _ts(tmp_path / "Toy" / "Toy_TEST.ts", "9,9,9,9,9:1,1,1,1,1:up\n", uni="false")
+  write_ts(tmp_path / "Toy" / "Toy_TRAIN.ts", body, uni="false")
+  write_ts(tmp_path / "Toy" / "Toy_TEST.ts", "9,9,9,9,9:1,1,1,1,1:up\n", uni="false")
   x, _, tx, _, _ = ucr.load(tmp_path, "Toy", 0, "pad", 0, znorm=False)
   assert x.shape == (2, 5, 3) and tx.shape == (1, 5, 3)  # 2 channels + mask, longest = 5.
   np.testing.assert_array_equal(x[1], [[1, 3, 1], [2, 4, 1], [0, 0, 0], [0, 0, 0], [0, 0, 0]])
@@ -118,8 +111,8 @@ def test_ts_multivariate_unequal_length_pad_and_resample(tmp_path):
     ("1,2,3:4,5:up\n", r"Toy_TRAIN\.ts:7: channels of one series differ in length"),
 ])
 def test_ts_bad_lines_name_file_and_line(tmp_path, body, message):
-  _ts(tmp_path / "Toy" / "Toy_TRAIN.ts", body)
-  _ts(tmp_path / "Toy" / "Toy_TEST.ts", "1,2,3:up\n")
+  write_ts(tmp_path / "Toy" / "Toy_TRAIN.ts", body)
+  write_ts(tmp_path / "Toy" / "Toy_TEST.ts", "1,2,3:up\n")
   with pytest.raises(DataError, match=message):
     ucr.load(tmp_path, "Toy", 0, "pad", 0, znorm=False)
   with pytest.raises(DataError, match=r"UCR/UEA set 'Nope' not found"):
@@ -159,14 +152,7 @@ def test_synthetic_volumes_are_seeded_and_balanced():
 
 @pytest.mark.integration  # Trains a run.
 def test_a_1d_run_end_to_end_records_class_names(tmp_path):
-  rng = np.random.default_rng(1)
-  for split, n in (("TRAIN", 48), ("TEST", 20)):
-    lines = []
-    for _ in range(n):
-      label = rng.choice(["up", "down"])
-      ramp = np.linspace(-1, 1, 30) * (1 if label == "up" else -1) + rng.normal(0, 0.3, 30)
-      lines.append(",".join(f"{v:.4f}" for v in ramp) + f":{label}")
-    _ts(tmp_path / "Toy" / f"Toy_{split}.ts", "\n".join(lines) + "\n")
+  write_ramps(tmp_path)
   config = _config("ucr_fcn.py", "Toy", {"data.dir": str(tmp_path), "num_epochs": 20,
                                          "eval_every_epochs": 10, "model.conv_features": (8, 16, 8),
                                          "optimizer.learning_rate": 0.01})

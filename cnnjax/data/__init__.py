@@ -6,6 +6,7 @@ any importable `package.module:Class`:
   ucr           a UCR/UEA time-series set in `.ts` files (1-D)
   npz           a MedMNIST-3D style `.npz` file of volumes (3-D)
   synthetic     noisy 3-D shapes generated from a seed, for tests and demos
+  digits3d      MNIST digits as randomly rotated slabs in a cube (3-D), built from IDX files
   folder        an image folder: train/<class>/*.png|jpg and test/<class>/*
   array_record  a folder written by `cnnjax data convert`, streamed from disk
 
@@ -63,6 +64,10 @@ def _shared() -> ml_collections.ConfigDict:
   # Global; the last batch is padded and masked. Small enough that a CPU keeps a batch's
   # activations in cache (docs/performance.md).
   c.eval_batch_size = 256
+  # 3-D volumes: each projected along this spatial axis (0, 1 or 2) into a 2-D image,
+  # by its maximum or mean voxel (`projection`), for a 2-D network; -1 = off.
+  c.project_axis = -1
+  c.projection = "max"
   return c
 
 
@@ -108,12 +113,27 @@ def root(folder: str, what: str) -> Path:
   return Path(folder)
 
 
+def project(splits: Splits, axis: int, how: str) -> Splits:
+  """Each volume (D, H, W, C) as the image of its maximum or mean along spatial `axis`."""
+  reduce = {"max": np.max, "mean": lambda a, axis: np.round(np.mean(a, axis)).astype(a.dtype)}[how]
+  arrays = {}
+  for split in ("train_images", "test_images"):
+    images = getattr(splits, split)
+    if not isinstance(images, np.ndarray) or images.ndim != 5:
+      raise ConfigError("data.project_axis", f"projects 3-D volumes held in memory; "
+                        f"{splits.location} holds examples of shape {tuple(images.shape[1:])}")
+    arrays[split] = reduce(images, axis=axis + 1)
+  return dataclasses.replace(splits, **arrays)
+
+
 def load(data_config, seed: int = 0) -> Dataset:
   """The data set `data_config` names, in memory (or streaming): config.data.
   validation_examples held out of its training data (stratified, from `seed`), the rest
   cut to config.data.train_examples."""
   d = data_config
   splits = source(d).load(d.num_classes)
+  if d.project_axis >= 0:
+    splits = project(splits, d.project_axis, d.projection)
   found = int(max(splits.train_labels.max(), splits.test_labels.max())) + 1
   num_classes = d.num_classes or (len(splits.class_names) if splits.class_names else found)
   for labels in (splits.train_labels, splits.test_labels):

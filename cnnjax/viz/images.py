@@ -76,3 +76,27 @@ def prepare(image: np.ndarray, input_shape: tuple[int, ...], invert: str = "auto
     array = np.asarray(Image.fromarray(array.astype(np.float32), mode="F").resize(new, Image.LANCZOS))
     array = _center_by_mass(np.clip(array, 0, 255), max(h, w))[:h, :w]
   return np.clip(np.round(array), 0, 255).astype(np.uint8)[..., None]
+
+
+def as_examples(array: np.ndarray, input_shape: tuple[int, ...], dtype: str | None,
+                path: str = "array") -> np.ndarray:
+  """(n, *input_shape) examples from an array holding one example of the run's input
+  shape or a batch of them (a trailing channel axis of 1 may be left out), of the run's
+  data type: integers 0..255 where the run trained on uint8, real numbers otherwise."""
+  shape, array = tuple(input_shape), np.asarray(array)
+  for one in [shape] + ([shape[:-1]] if shape[-1] == 1 else []):
+    if array.shape == one or (array.ndim == len(one) + 1 and array.shape[1:] == one):
+      array = array.reshape((-1, *shape))
+      break
+  else:
+    raise DataError(f"{path}: an array of shape {array.shape} is neither one example of the "
+                    f"run's input shape {shape} nor a batch of them (N, "
+                    f"{', '.join(map(str, shape))})")
+  if dtype == "uint8":
+    if array.dtype.kind not in "ui" or (array.size and (array.min() < 0 or array.max() > 255)):
+      raise DataError(f"{path}: the run trained on uint8 values 0..255; this array holds "
+                      f"{array.dtype} values")
+    return array.astype(np.uint8)
+  if array.dtype.kind not in "uif":
+    raise DataError(f"{path}: an array of {array.dtype} values; the run's input is numbers")
+  return array.astype(np.float32)

@@ -6,25 +6,33 @@ from pathlib import Path
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   return plt
 
 
-def _save(fig, path: Path) -> Path:
+def save(fig, path: Path) -> Path:
   path.parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(path, bbox_inches="tight")
-  _pyplot().close(fig)
+  pyplot().close(fig)
   return path
 
 
-def conv_kernels(params) -> dict[str, np.ndarray]:
-  """2-D conv kernels (kh, kw, in, out) by layer name, in network order."""
+def conv_kernels(params, rank: int = 2) -> dict[str, np.ndarray]:
+  """The conv kernels (*window, in, out) of a `rank`-D network by layer name, in network
+  order (top-level layers: a ResNet's sit inside its blocks)."""
   kernels = {name: np.asarray(layer["kernel"]) for name, layer in params.items()
-             if "kernel" in layer and np.ndim(layer["kernel"]) == 4}
+             if "kernel" in layer and np.ndim(layer["kernel"]) == rank + 2}
   return dict(sorted(kernels.items(), key=lambda kv: (len(kv[0]), kv[0])))
+
+
+def worst_mistakes(labels: np.ndarray, probabilities: np.ndarray, count: int) -> np.ndarray:
+  """The wrong predictions the model is most confident about, most confident first."""
+  predicted = probabilities.argmax(axis=1)
+  wrong = np.nonzero(predicted != labels)[0]
+  return wrong[np.argsort(-probabilities[wrong, predicted[wrong]], kind="stable")][:count]
 
 
 def filters(params, path: Path) -> Path | None:
@@ -32,7 +40,7 @@ def filters(params, path: Path) -> Path | None:
   kernels = conv_kernels(params)
   if not kernels:
     return None
-  plt = _pyplot()
+  plt = pyplot()
   fig = plt.figure(figsize=(12, 2 + 2.2 * len(kernels)), dpi=110)
   subfigs = fig.subfigures(len(kernels), 1, squeeze=False)[:, 0]
   for subfig, (name, k) in zip(subfigs, kernels.items()):
@@ -50,13 +58,13 @@ def filters(params, path: Path) -> Path | None:
     ax.set_title(f"{name}: {cout} filters {kh}x{kw} (columns) x {cin} input channels "
                  f"(rows{more}); red > 0 > blue", fontsize=9)
     ax.axis("off")
-  return _save(fig, path)
+  return save(fig, path)
 
 
 def feature_maps(image: np.ndarray, features: dict[str, np.ndarray], path: Path,
                  max_channels: int = 16) -> Path:
   """The input, then each layer's channels: after every conv block and every pooling."""
-  plt = _pyplot()
+  plt = pyplot()
   layers = [("input", image[..., None] if image.ndim == 2 else image)] + list(features.items())
   cols = min(max_channels, max(f.shape[-1] for _, f in layers))
   fig, axes = plt.subplots(len(layers), cols, figsize=(1.1 * cols, 1.3 * len(layers)),
@@ -71,11 +79,11 @@ def feature_maps(image: np.ndarray, features: dict[str, np.ndarray], path: Path,
     row[0].set_title(f"{name} {h}x{w}x{fmap.shape[-1]}", fontsize=7, loc="left")
   fig.suptitle("feature maps: each conv block (after ReLU), then what max pooling keeps",
                fontsize=9)
-  return _save(fig, path)
+  return save(fig, path)
 
 
 def confusion(matrix: np.ndarray, per_class: list[float], path: Path) -> Path:
-  plt = _pyplot()
+  plt = pyplot()
   n = len(matrix)
   fig, ax = plt.subplots(figsize=(1 + 0.6 * n, 0.8 + 0.6 * n), dpi=110)
   ax.imshow(np.log1p(matrix), cmap="Blues")
@@ -89,16 +97,15 @@ def confusion(matrix: np.ndarray, per_class: list[float], path: Path) -> Path:
   ax.set_xlabel("predicted")
   ax.set_ylabel("true  (per-class accuracy)")
   ax.set_title(f"confusion matrix, {int(matrix.sum())} test examples", fontsize=9)
-  return _save(fig, path)
+  return save(fig, path)
 
 
 def mistakes(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, path: Path,
              count: int = 24) -> Path:
   """The wrong predictions the model is most confident about."""
-  plt = _pyplot()
+  plt = pyplot()
   predicted = probabilities.argmax(axis=1)
-  wrong = np.nonzero(predicted != labels)[0]
-  wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:count]
+  wrong = worst_mistakes(labels, probabilities, count)
   cols = 8
   rows = max(1, -(-len(wrong) // cols))
   fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.5 * rows), dpi=110, squeeze=False)
@@ -110,11 +117,11 @@ def mistakes(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, 
                  fontsize=6)
   fig.suptitle(f"most confident mistakes ({len(wrong)} of {int((predicted != labels).sum())} "
                f"wrong)", fontsize=9)
-  return _save(fig, path)
+  return save(fig, path)
 
 
 def learning_curves(metrics: list[dict], path: Path) -> Path:
-  plt = _pyplot()
+  plt = pyplot()
   fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.5), dpi=110)
   epochs = [m["epoch"] for m in metrics]
   for split in ("train", "val", "test"):  # Test curves only where config.test_curves asked.
@@ -127,4 +134,4 @@ def learning_curves(metrics: list[dict], path: Path) -> Path:
     ax.set_ylabel(name)
     ax.grid(alpha=0.3)
     ax.legend()
-  return _save(fig, path)
+  return save(fig, path)

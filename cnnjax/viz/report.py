@@ -14,7 +14,7 @@ from cnnjax.runs import records
 from cnnjax.loaded import LoadedRun, load_run
 from cnnjax.runs.reader import read_run
 from cnnjax.viz import images as image_io
-from cnnjax.viz import plots
+from cnnjax.viz import pictures, plots
 from cnnjax.viz.evaluate import evaluate_run
 
 
@@ -29,55 +29,51 @@ def _whole_dataset(run: LoadedRun, overrides: dict[str, Any] | None = None):
 def visualize(path: str | Path, output: str | Path | None = None, index: int = 0,
               image: str | Path | None = None, checkpoint: str = "selected",
               invert: str = "auto", log=print) -> list[Path]:
-  """Writes filters, feature maps, confusion matrix, mistakes and curves as PNGs."""
+  """Writes PNGs of a trained run for its input's rank: filters, feature maps, class
+  activation maps (1-D, 3-D), the confusion matrix, mistakes and the learning curves.
+  Pictures that do not apply to the model are skipped with a line saying why."""
   run = load_run(path, checkpoint)
   out = Path(output or Path(path) / "viz")
   dataset = _whole_dataset(run)
-  written = []
-  grayscale_2d = len(run.input_shape) == 3 and run.input_shape[-1] == 1  # (H, W, 1) inputs.
-  made = plots.filters(run.variables["params"], out / "filters.png") if grayscale_2d else None
-  if made:
-    written.append(made)
-  elif grayscale_2d:
-    log(f"{run.config.model.name}: no conv filters to draw (a {run.config.model.name} has no "
-        f"convolutions); drawing the rest")
-  else:
-    log(f"input {run.input_shape}: filters, feature maps and mistakes are drawn for "
-        f"grayscale 2-D images only; drawing the rest")
-  if grayscale_2d:
-    if image is not None:
-      example = image_io.prepare(image_io.read_image(image), run.input_shape, invert, str(image))
-    else:
-      example = dataset.test_images[index]
-    features = run.features(example)
-    if features:
-      written.append(plots.feature_maps(example[..., 0], features, out / "feature_maps.png"))
-    else:
-      log(f"{run.config.model.name}: no feature maps (no conv layers)")
   result = evaluate_run(run, dataset.test_images, dataset.test_labels)
+  if image is not None:
+    example = _examples(run, image, invert)[0]
+  else:
+    example = dataset.test_images[index]
+  written = pictures.draw(run, dataset, result, example, out, log)
   written.append(plots.confusion(np.asarray(result["confusion"]), result["per_class_accuracy"],
                                  out / "confusion.png"))
-  if grayscale_2d:
-    written.append(plots.mistakes(dataset.test_images, dataset.test_labels,
-                                  result["probabilities"], out / "mistakes.png"))
   history = read_run(Path(path)).metrics()
   if history:
     written.append(plots.learning_curves(history, out / "curves.png"))
   return written
 
 
+def _examples(run: LoadedRun, file: str | Path, invert: str) -> np.ndarray:
+  """(n, *input_shape) examples from a file: an image (2-D grayscale runs, prepared as
+  MNIST was), or a .npy array of one example or a batch of the run's input."""
+  array = image_io.read_image(file)
+  if len(run.input_shape) == 3 and (Path(file).suffix != ".npy" or array.ndim == 2):
+    return image_io.prepare(array, run.input_shape, invert, str(file))[None]
+  return image_io.as_examples(array, run.input_shape, run.input_dtype, str(file))
+
+
 def predict_files(path: str | Path, files: Sequence[str | Path], top_k: int = 3,
                   invert: str = "auto", checkpoint: str = "selected") -> list[dict[str, Any]]:
-  """Top-k classes with probabilities for each image file (or .npy array)."""
+  """Top-k classes with probabilities for each example of each file (an image, or a .npy
+  array of one example or a batch); a batch's results carry their `index` in the file."""
   run = load_run(path, checkpoint)
-  prepared = [image_io.prepare(image_io.read_image(f), run.input_shape, invert, str(f))
-              for f in files]
-  probabilities = run.predict(np.stack(prepared))
-  results = []
-  for file, p in zip(files, probabilities):
-    top = np.argsort(-p)[:top_k]
-    results.append({"file": str(file), "top": [{"class": int(c), "probability": float(p[c])}
-                                               for c in top]})
+  prepared = [(f, _examples(run, f, invert)) for f in files]
+  probabilities = run.predict(np.concatenate([e for _, e in prepared]))
+  results, row = [], 0
+  for file, examples in prepared:
+    for i in range(len(examples)):
+      p = probabilities[row]
+      row += 1
+      top = np.argsort(-p)[:top_k]
+      result = {"file": str(file), "top": [{"class": int(c), "probability": float(p[c])}
+                                           for c in top]}
+      results.append(result if len(examples) == 1 else {**result, "index": i})
   return results
 
 
