@@ -78,39 +78,30 @@ def _shown(dataset, count: int) -> list[int]:
 
 def _series(run, dataset, result, example, out, log) -> list[Path]:
   """1-D: first-layer filters as curves, feature maps as traces, series with their CAM."""
-  written = []
-  kernel = _first_kernel(run, 1, log)
-  if kernel:
-    written.append(series.filters(kernel[1], kernel[0], out / "filters.png"))
-  features = run.features(example)
-  if features:
-    written.append(series.feature_maps(example, features, out / "feature_maps.png"))
-  examples = _explained(run, dataset, result, _shown(dataset, 8), log)
-  written.append(series.with_cam(examples, out / "examples.png", _CAM_TITLE))
-  wrong = plots.worst_mistakes(dataset.test_labels, result["probabilities"], 8)
-  if len(wrong):
-    written.append(series.with_cam(_explained(run, dataset, result, wrong, lambda _: None),
-                                   out / "mistakes.png", f"most confident mistakes; {_CAM_TITLE}"))
-  return written
+  return _with_cams(series, 8, run, dataset, result, example, out, log)
 
 
 def _volumes(run, dataset, result, example, out, log) -> list[Path]:
   """3-D: slices and projections of examples with their CAM, filters, feature maps."""
+  return _with_cams(volumes, 6, run, dataset, result, example, out, log)
+
+
+def _with_cams(draws, count: int, run, dataset, result, example, out, log) -> list[Path]:
+  """The pictures of a 1-D or 3-D run, drawn by `draws` (cnnjax.viz.series or volumes):
+  filters, feature maps, and `count` examples and mistakes with their CAM."""
   written = []
-  kernel = _first_kernel(run, 3, log)
+  kernel = _first_kernel(run, len(run.input_shape) - 1, log)
   if kernel:
-    written.append(volumes.filters(kernel[1], kernel[0], out / "filters.png"))
+    written.append(draws.filters(kernel[1], kernel[0], out / "filters.png"))
   features = run.features(example)
   if features:
-    written.append(volumes.feature_maps(example[..., 0], features, out / "feature_maps.png"))
-  three_d = lambda rows: [(e[..., 0], cam, title) for e, cam, title in rows]
-  examples = three_d(_explained(run, dataset, result, _shown(dataset, 6), log))
-  written.append(volumes.examples(examples, out / "examples.png", _CAM_TITLE))
-  wrong = plots.worst_mistakes(dataset.test_labels, result["probabilities"], 6)
+    written.append(draws.feature_maps(example, features, out / "feature_maps.png"))
+  examples = _explained(run, dataset, result, _shown(dataset, count), log)
+  written.append(draws.examples(examples, out / "examples.png", _CAM_TITLE))
+  wrong = plots.worst_mistakes(dataset.test_labels, result["probabilities"], count)
   if len(wrong):
-    rows = three_d(_explained(run, dataset, result, wrong, lambda _: None))
-    written.append(volumes.examples(rows, out / "mistakes.png",
-                                    f"most confident mistakes; {_CAM_TITLE}"))
+    written.append(draws.examples(_explained(run, dataset, result, wrong, lambda _: None),
+                                  out / "mistakes.png", f"most confident mistakes; {_CAM_TITLE}"))
   return written
 
 

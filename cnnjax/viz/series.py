@@ -54,7 +54,7 @@ def feature_maps(series: np.ndarray, features: dict[str, np.ndarray], path: Path
   return save(fig, path)
 
 
-def with_cam(examples: list[tuple[np.ndarray, np.ndarray | None, str]], path: Path,
+def examples(examples: list[tuple[np.ndarray, np.ndarray | None, str]], path: Path,
              title: str) -> Path:
   """Series (length, channels), each coloured by its class activation map (length,), when
   it has one: red where the class score comes from, blue where it is held back."""

@@ -22,14 +22,15 @@ def views(volume: np.ndarray) -> list[np.ndarray]:
 
 
 def examples(rows: list[tuple[np.ndarray, np.ndarray | None, str]], path: Path, title: str) -> Path:
-  """A row per volume: its six views, with its CAM (same shape) overlaid where given."""
+  """A row per volume (D, H, W, C; its first channel is drawn): its six views, with its
+  CAM (D, H, W) overlaid where given."""
   plt = pyplot()
   fig, axes = plt.subplots(len(rows), 6, figsize=(8, 1.5 * len(rows) + 0.6), dpi=110,
                            squeeze=False)
   for row, (volume, cam, label) in zip(axes, rows):
     cam_views = views(cam) if cam is not None else [None] * 6
     limit = max(float(np.abs(cam).max()), 1e-9) if cam is not None else 1.0
-    for ax, image, heat, view in zip(row, views(volume), cam_views, VIEWS):
+    for ax, image, heat, view in zip(row, views(volume[..., 0]), cam_views, VIEWS):
       ax.imshow(image, cmap="gray", interpolation="nearest")
       if heat is not None:
         ax.imshow(heat, cmap="RdBu_r", vmin=-limit, vmax=limit, alpha=0.45, interpolation="bilinear")
@@ -67,9 +68,10 @@ def filters(kernel: np.ndarray, name: str, path: Path, max_filters: int = 16) ->
 
 def feature_maps(volume: np.ndarray, features: dict[str, np.ndarray], path: Path,
                  max_channels: int = 16) -> Path:
-  """The input, then each sown layer's channels: the central slice across the first axis."""
+  """The input (D, H, W, C), then each sown layer's channels: the central slice across
+  the first axis."""
   plt = pyplot()
-  layers = [("input", volume[..., None])] + list(features.items())
+  layers = [("input", volume)] + list(features.items())
   cols = min(max_channels, max(f.shape[-1] for _, f in layers))
   fig, axes = plt.subplots(len(layers), cols, figsize=(1.1 * cols, 1.3 * len(layers)),
                            dpi=110, squeeze=False)
