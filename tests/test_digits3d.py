@@ -88,3 +88,23 @@ def test_project_axis_turns_volumes_into_their_max_or_mean_images(tiny_data_dir)
   with pytest.raises(ConfigError, match=r"config.data.project_axis: projects 3-D volumes held "
                      r"in memory; .* holds examples of shape \(12, 12, 1\)"):
     data.load(data.config("idx", dir=str(tiny_data_dir), num_classes=4, project_axis=0))
+
+
+@pytest.mark.integration  # Starts a process.
+def test_the_set_is_the_same_built_by_a_process_with_one_device(tiny_data_dir, tmp_path,
+                                                                 monkeypatch):
+  import hashlib
+  import os
+  import subprocess
+  import sys
+  digest = lambda d: hashlib.sha256(d.train_images.tobytes() + d.test_images.tobytes()).hexdigest()
+  monkeypatch.setenv("CNNJAX_CACHE_DIR", str(tmp_path / "eight"))
+  here = digest(_load(tiny_data_dir, noise=0.1))  # This process simulates 8 CPU devices.
+  code = ("import hashlib, jax; from cnnjax import data; assert jax.device_count() == 1; "
+          f"d = data.load(data.config('digits3d', dir={str(tiny_data_dir)!r}, num_classes=4, "
+          "size=8, noise=0.1)); "
+          "print(hashlib.sha256(d.train_images.tobytes() + d.test_images.tobytes()).hexdigest())")
+  env = dict(os.environ, XLA_FLAGS="", CNNJAX_CACHE_DIR=str(tmp_path / "one"))
+  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       check=True).stdout.split()[-1]
+  assert out == here
