@@ -108,3 +108,21 @@ def test_the_set_is_the_same_built_by_a_process_with_one_device(tiny_data_dir, t
   out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                        check=True).stdout.split()[-1]
   assert out == here
+
+
+def test_a_build_that_fails_leaves_nothing_behind_and_the_next_load_builds(tiny_data_dir,
+                                                                          tmp_path, monkeypatch):
+  monkeypatch.setenv("CNNJAX_CACHE_DIR", str(tmp_path))
+  real = digits3d.volumes
+
+  def fail_on_test(images, split, source, *a):
+    if split == digits3d.SPLITS["test"]:
+      raise KeyboardInterrupt
+    return real(images, split, source, *a)
+
+  monkeypatch.setattr(digits3d, "volumes", fail_on_test)
+  with pytest.raises(KeyboardInterrupt):
+    _load(tiny_data_dir)
+  assert list((tmp_path / "digits3d").iterdir()) == []
+  monkeypatch.setattr(digits3d, "volumes", real)
+  assert _load(tiny_data_dir).test_images.shape == (60, 8, 8, 8, 1)

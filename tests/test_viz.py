@@ -113,3 +113,16 @@ def test_predict_command_prints_and_rejects_bad_files(trained, tiny_data_dir, tm
   assert "bad.png: not a readable image" in capsys.readouterr().err
   with pytest.raises(DataError, match="missing.png: no such file"):
     image_io.read_image(tmp_path / "missing.png")
+
+
+def test_a_npy_image_of_any_size_is_prepared_like_an_image_file_for_a_2d_run(tmp_path):
+  from types import SimpleNamespace
+  run = SimpleNamespace(input_shape=(12, 12, 1), input_dtype="uint8")
+  digit = np.zeros((40, 40, 1), np.uint8)
+  digit[10:30, 18:22] = 255
+  np.save(tmp_path / "big.npy", digit)
+  prepared = report._examples(run, tmp_path / "big.npy", "no")
+  assert prepared.shape == (1, 12, 12, 1) and prepared.dtype == np.uint8
+  assert np.array_equal(prepared[0], image_io.prepare(digit, (12, 12, 1), "no"))
+  np.save(tmp_path / "batch.npy", np.stack([digit[:12, :12, 0]] * 3))
+  assert report._examples(run, tmp_path / "batch.npy", "no").shape == (3, 12, 12, 1)

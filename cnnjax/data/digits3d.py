@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -72,14 +73,16 @@ class Source:
     """Writes train.npy and test.npy into `folder`, whole or not at all."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    for split, images in (("train", digits.train_images), ("test", digits.test_images)):
-      np.save(building / f"{split}.npy", volumes(images[..., 0], SPLITS[split], self))
     try:
+      for split, images in (("train", digits.train_images), ("test", digits.test_images)):
+        np.save(building / f"{split}.npy", volumes(images[..., 0], SPLITS[split], self))
       os.replace(building, folder)
-    except OSError:  # Another process built it first: the same set, keep theirs.
-      for f in building.iterdir():
-        f.unlink()
-      building.rmdir()
+    except OSError:
+      if not (folder / "test.npy").exists():
+        raise
+      # Another process built it first: the same set, keep theirs.
+    finally:
+      shutil.rmtree(building, ignore_errors=True)  # Gone once renamed; else a failed build.
 
 
 def _read(path: Path) -> np.ndarray:

@@ -36,13 +36,13 @@ def init(config_spec: str, overrides: dict[str, Any] | None = None, stage: str =
   an existing params.yaml and stage."""
   here, params = Path.cwd(), PARAMS
   _check_repository(here)
+  if not force:
+    _check_free(here, stage, params)
   workdir = workdir or f"runs/{stage}"
   config = config_lib.load(config_spec, overrides)
   config_lib.validate(config)
   folder, pinned = _data_folder(config), _pinned_dir(config)
   values = params_values(config, pinned and _path(Path(pinned), here))
-  if not force:
-    _check_free(here, stage, params)
   with open(here / params, "w") as f:
     yaml.safe_dump(values, f, sort_keys=False)
   command = ["cnnjax", "train", "--config", config_spec, "--params", params,

@@ -50,10 +50,12 @@ def visualize(path: str | Path, output: str | Path | None = None, index: int = 0
 
 
 def _examples(run: LoadedRun, file: str | Path, invert: str) -> np.ndarray:
-  """(n, *input_shape) examples from a file: an image (2-D grayscale runs, prepared as
-  MNIST was), or a .npy array of one example or a batch of the run's input."""
+  """(n, *input_shape) examples from a file: an image, or a .npy array of one image of
+  any size, for 2-D runs (prepared as MNIST was); else a .npy array of one example or a
+  batch of the run's input."""
   array = image_io.read_image(file)
-  if len(run.input_shape) == 3 and (Path(file).suffix != ".npy" or array.ndim == 2):
+  one_image = array.ndim == 2 or (array.ndim == 3 and array.shape[-1] == 1)
+  if len(run.input_shape) == 3 and (Path(file).suffix != ".npy" or one_image):
     return image_io.prepare(array, run.input_shape, invert, str(file))[None]
   return image_io.as_examples(array, run.input_shape, run.input_dtype, str(file))
 
