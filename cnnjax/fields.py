@@ -47,11 +47,20 @@ def find_class(package: str, name: str, attr: str, field: str):
   return cls
 
 
+def parameters(cls) -> list[inspect.Parameter]:
+  """The parameters of `cls`'s constructor (an NNX module's `__init__`, which the
+  signature of its class hides behind its metaclass's `(*args, **kwargs)`)."""
+  params = list(inspect.signature(cls).parameters.values())
+  if all(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+  return params
+
+
 def defaults(cls, provided: tuple[str, ...], field: str) -> dict[str, Any]:
   """Keyword arguments of `cls`'s constructor with their defaults, but the `provided` ones
   (which the caller passes, or Flax does)."""
   out = {}
-  for p in inspect.signature(cls).parameters.values():
+  for p in parameters(cls):
     if p.name in provided or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
       continue
     if p.default is p.empty:

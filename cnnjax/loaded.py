@@ -20,7 +20,7 @@ from cnnjax import config as config_lib
 from cnnjax import models
 from cnnjax.data import pipeline
 from cnnjax.errors import CheckpointError, UsageError
-from cnnjax.runs.checkpoints import Checkpoints, mismatches
+from cnnjax.runs.checkpoints import Checkpoints, as_target, mismatches
 from cnnjax.runs.reader import read_run
 from cnnjax.train import steps
 
@@ -91,6 +91,6 @@ def load_run(path: str | Path, checkpoint: str = "selected") -> LoadedRun:
   if wrong:
     raise CheckpointError(f"the {checkpoint} checkpoint of {path} does not fit its config's "
                           f"model: " + "; ".join(wrong))
-  variables = jax.tree.map(jnp.asarray, variables)
+  variables = jax.tree.map(jnp.asarray, as_target(variables, expected))
   return LoadedRun(Path(path), config, model, variables, input_shape, num_classes, step,
                    record.summary.get("input_dtype"))

@@ -8,7 +8,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import pytest  # noqa: E402
 
-from helpers import ROOT, write_idx_folder  # noqa: E402
+import sys  # noqa: E402
+
+from helpers import ROOT, readme_file, write_idx_folder  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +34,15 @@ def mnist_dir() -> Path:
   return Path(folder)
 
 
+
+
+@pytest.fixture
+def mylab(tmp_path, monkeypatch):
+  """The README's mylab package, importable (as PYTHONPATH=. makes it)."""
+  for name in ("nets", "nnx_nets", "arrays"):
+    (tmp_path / "mylab").mkdir(exist_ok=True)
+    (tmp_path / "mylab" / f"{name}.py").write_text(readme_file(f"mylab/{name}.py"))
+  monkeypatch.syspath_prepend(str(tmp_path))
+  yield tmp_path
+  for module in [m for m in sys.modules if m == "mylab" or m.startswith("mylab.")]:
+    del sys.modules[module]

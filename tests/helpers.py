@@ -4,6 +4,7 @@ same run. Fixtures live in conftest.py."""
 import contextlib
 import gzip
 import os
+import re
 import struct
 import textwrap
 from pathlib import Path
@@ -14,6 +15,12 @@ ROOT = Path(__file__).resolve().parent.parent
 NUM_DEVICES = 8
 # CI installs every extra: its tests of Ray, SLURM and DVC fail, not skip, without them.
 EXTRAS_REQUIRED = os.environ.get("CNNJAX_TEST_EXTRAS") == "required"
+
+
+def readme_file(name: str) -> str:
+  """The README's example file `name` (the Python block whose first line is `# name`)."""
+  blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+  return next(b for b in blocks if b.startswith(f"# {name}\n"))
 
 
 def require(available: bool, why: str) -> None:

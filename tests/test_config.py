@@ -41,7 +41,7 @@ def test_a_config_file_that_renames_its_model_without_its_fields_fails_naming_on
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("model.name", "vgg", r"config\.model\.name: 'vgg' is not one of 'cnn', 'mlp', 'resnet' \(or a "
+    ("model.name", "vgg", r"config\.model\.name: 'vgg' is not one of 'cnn', 'mlp', 'nnx_cnn', 'resnet' \(or a "
                           r"class of your own, as 'package\.module:Class'\)"),
     ("data.source", "csv", r"config\.data\.source: 'csv' is not one of 'array_record', 'digits3d', "
                            r"'folder', 'idx', 'npz', 'synthetic', 'tfds', 'ucr'"),

@@ -2,7 +2,6 @@
 its config fields. The files outside are the README's own examples."""
 import json
 import os
-import re
 import subprocess
 import sys
 import textwrap
@@ -18,24 +17,6 @@ from cnnjax.errors import ConfigError
 from helpers import ROOT, synthetic_digits
 
 TINY = str(ROOT / "configs" / "tiny.py")
-
-
-def _readme_file(name: str) -> str:
-  """The README's example file `name` (the Python block whose first line is `# name`)."""
-  blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-  return next(b for b in blocks if b.startswith(f"# {name}\n"))
-
-
-@pytest.fixture
-def mylab(tmp_path, monkeypatch):
-  """The README's mylab package, importable (as PYTHONPATH=. makes it)."""
-  for name in ("nets", "arrays"):
-    (tmp_path / "mylab").mkdir(exist_ok=True)
-    (tmp_path / "mylab" / f"{name}.py").write_text(_readme_file(f"mylab/{name}.py"))
-  monkeypatch.syspath_prepend(str(tmp_path))
-  yield tmp_path
-  for module in [m for m in sys.modules if m == "mylab" or m.startswith("mylab.")]:
-    del sys.modules[module]
 
 
 def test_a_model_outside_the_package_has_its_own_fields(mylab):

@@ -175,7 +175,7 @@ def test_bad_data_is_one_line_naming_the_file(name, transform, message, tmp_path
     ("--config.batch_size=0", "config.batch_size: must be >= 1, got 0"),
     ("--config.optimizer.learning_rate=-1", "config.optimizer.learning_rate: must be a positive number"),
     ("--config.optimizer.name=rmsprop", "config.optimizer.name: 'rmsprop' is not one of 'sgd', 'adam', 'adamw'"),
-    ("--config.model.name=vgg", "config.model.name: 'vgg' is not one of 'cnn', 'mlp', 'resnet'"),
+    ("--config.model.name=vgg", "config.model.name: 'vgg' is not one of 'cnn', 'mlp', 'nnx_cnn', 'resnet'"),
     ("--config.num_devices=64", "config.num_devices: asks for 64 devices but this process has 8"),
     ("--config.batch_size=20", "config.batch_size: 20 does not split evenly over 8 devices"),
 ])

@@ -1,9 +1,10 @@
-"""Models by `config.model.name`: a module of this package (`cnn`, `mlp`, `resnet`), whose
-Flax module is its `Model`, or any importable `package.module:Class`.
+"""Models by `config.model.name`: a module of this package (`cnn`, `mlp`, `resnet`,
+`nnx_cnn`), whose Flax module is its `Model`, or any importable `package.module:Class`.
 
-A model is a Flax module class. Its constructor's keyword arguments with defaults (a
-Linen module's dataclass fields) are its config fields: `config.model` holds `name`, the
-shared `dtype`, and exactly those fields. cnnjax passes the others:
+A model is a Flax module class, Linen (`nn.Module`) or NNX (`nnx.Module`, run through
+`bridge`). Its constructor's keyword arguments with defaults (a Linen module's dataclass
+fields) are its config fields: `config.model` holds `name`, the shared `dtype`, and exactly
+those fields. cnnjax passes the others (an NNX module's `rngs` too):
 
   num_classes   the number of classes of the data (required)
   dtype         config.model.dtype as a JAX dtype, the compute dtype (where declared;
@@ -12,10 +13,12 @@ shared `dtype`, and exactly those fields. cnnjax passes the others:
                 layers.Dropout need to follow the global batch on any number of devices
   input_shape   one example's shape, channels last (where declared)
 
-It is called as `model(x, train=...)`, and with `mask=` (the real examples of a batch
-padded by config.pad_batch) where its `__call__` takes one. A model checks its fields when
-it is constructed (raising ConfigError or ValueError) and its input shape in an optional
-`check_input(self, input_shape)`; both run before anything compiles.
+A Linen model is called as `model(x, train=...)`, and with `mask=` (the real examples of
+a batch padded by config.pad_batch) where its `__call__` takes one; an NNX model as
+`model(x)` after `model.train()` or `model.eval()`. Either returns (batch, classes) logits.
+A model checks its fields when it is constructed (raising ConfigError or ValueError) and
+its input shape in an optional `check_input(self, input_shape)`; both run before anything
+compiles (an NNX model's when it is built for the data's input shape).
 """
 from __future__ import annotations
 
@@ -27,15 +30,28 @@ import ml_collections
 from cnnjax import fields
 from cnnjax.errors import ConfigError
 
-PROVIDED = ("num_classes", "dtype", "axis_name", "input_shape", "parent", "name")  # Not fields.
+PROVIDED = ("num_classes", "dtype", "axis_name", "input_shape", "parent", "name",  # Not fields.
+            "rngs")
 SHARED = ("name", "dtype")  # In every config.model.
 DTYPES = ("float32", "bfloat16", "float16")
-NOT_CLASSES = ("layers", "batch_last")  # Modules here that are not models.
+NOT_CLASSES = ("layers", "batch_last", "bridge")  # Modules here that are not models.
 
 
 def model_class(name: str):
-  """The Flax module class `name` (config.model.name) stands for."""
-  return fields.find_class(__name__, name, "Model", "model.name")
+  """The Flax module class `name` (config.model.name) stands for: Linen or NNX."""
+  from flax import linen as nn
+
+  from cnnjax.models import bridge
+  cls = fields.find_class(__name__, name, "Model", "model.name")
+  if bridge.is_nnx(cls):
+    if "rngs" not in (p.name for p in fields.parameters(cls)):
+      raise ConfigError("model.name", f"{name}: an NNX module's constructor takes `rngs` "
+                        f"(the nnx.Rngs its layers draw their parameters from); "
+                        f"{cls.__qualname__}.__init__ takes none")
+  elif not issubclass(cls, nn.Module):
+    raise ConfigError("model.name", f"{name} is neither a Linen module (flax.linen.Module) "
+                      f"nor an NNX module (flax.nnx.Module)")
+  return cls
 
 
 def config(name: str, **values) -> ml_collections.ConfigDict:
@@ -59,9 +75,14 @@ def check_fields(model_config) -> None:
 
 
 def _construct(model_config, num_classes: int, input_shape, axis_name):
+  """The model, or with `input_shape` None, the checks of its fields that need no data
+  (an NNX module is built, abstractly, only for an input shape)."""
   import jax.numpy as jnp
+  from flax.core import FrozenDict
+
+  from cnnjax.models import bridge
   cls = model_class(model_config.name)
-  accepts = inspect.signature(cls).parameters
+  accepts = {p.name for p in fields.parameters(cls)}
   kwargs = {k: model_config[k] for k in fields.defaults(cls, PROVIDED, "model.name")}
   kwargs["num_classes"] = num_classes
   if "dtype" in accepts:
@@ -73,10 +94,18 @@ def _construct(model_config, num_classes: int, input_shape, axis_name):
     kwargs["axis_name"] = axis_name
   if "input_shape" in accepts and input_shape is not None:
     kwargs["input_shape"] = tuple(input_shape)
+  nnx_model = bridge.is_nnx(cls)
+  if nnx_model and input_shape is None:
+    return None
   try:
-    return cls(**kwargs)
+    module = bridge.abstract(cls, kwargs) if nnx_model else cls(**kwargs)
   except (ValueError, TypeError) as e:
     raise ConfigError("model", f"{model_config.name}: {e}") from e
+  if input_shape is not None and hasattr(module, "check_input"):
+    module.check_input(tuple(input_shape))
+  if nnx_model:
+    return bridge.Bridged(cls, kwargs=FrozenDict(kwargs), axis_name=axis_name)
+  return module
 
 
 def build(model_config, num_classes: int, input_shape: Sequence[int],
@@ -85,10 +114,17 @@ def build(model_config, num_classes: int, input_shape: Sequence[int],
   can take `input_shape` (one example, channels last), so that a bad config fails before
   anything compiles. On a CPU, config.model.layout may put its blocks batch-last
   (`batch_last.for_layout`)."""
+  import jax
+  import jax.numpy as jnp
+
   from cnnjax.models import batch_last
-  model = _construct(model_config, num_classes, input_shape, axis_name)
-  if hasattr(model, "check_input"):
-    model.check_input(tuple(input_shape))
+  model = _construct(model_config, num_classes, tuple(input_shape), axis_name)
+  x = jnp.zeros((2, *input_shape), jnp.float32)
+  logits, _ = jax.eval_shape(lambda: model.init_with_output(jax.random.key(0), x, train=False))
+  if logits.shape != (2, num_classes):
+    raise ConfigError("model.name", f"{model_config.name} returns an array of shape "
+                      f"{logits.shape} for 2 examples of shape {tuple(input_shape)}: a model "
+                      f"returns (batch, classes) logits, here (2, {num_classes})")
   return batch_last.for_layout(model, tuple(input_shape))
 
 
@@ -104,7 +140,9 @@ def summary(model, input_shape: Sequence[int]) -> str:
   import jax.numpy as jnp
   from flax import linen as nn
 
-  from cnnjax.models import batch_last
+  from cnnjax.models import batch_last, bridge
+  if isinstance(model, bridge.Bridged):
+    return bridge.summary(model, input_shape)
   x = jnp.zeros((1, *input_shape), jnp.float32)
   return nn.tabulate(batch_last.batch_first(model), jax.random.key(0), depth=1,
                      mutable=("params", "batch_stats"),

@@ -32,17 +32,28 @@ def _reason(error: Exception) -> str:
   return (text.splitlines() or [type(error).__name__])[0][:300]
 
 
-def mismatches(saved, target) -> list[str]:
-  """'path: checkpoint shape vs model shape' for every leaf that differs or is missing."""
+def _leaves(tree) -> dict:
+  """{'a/b/kernel': leaf}: a checkpoint read without a target names every key as text,
+  where the model's own tree may have integer keys (the layers of an NNX list)."""
   def name(key) -> str:
     for attr in ("key", "name", "idx"):
       if hasattr(key, attr):
         return str(getattr(key, attr))
     return str(key)
+  return {"/".join(name(k) for k in path): leaf
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
+
+def as_target(saved, target):
+  """`saved`'s leaves (a checkpoint without `mismatches`) in `target`'s tree structure."""
+  leaves = _leaves(saved)
+  return jax.tree.unflatten(jax.tree.structure(target), [leaves[k] for k in _leaves(target)])
+
+
+def mismatches(saved, target) -> list[str]:
+  """'path: checkpoint shape vs model shape' for every leaf that differs or is missing."""
   def shapes(tree):
-    return {"/".join(name(k) for k in path): tuple(getattr(leaf, "shape", np.shape(leaf)))
-            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    return {k: tuple(getattr(leaf, "shape", np.shape(leaf))) for k, leaf in _leaves(tree).items()}
   a, b = shapes(saved), shapes(target)
   out = [f"{k}: checkpoint {a.get(k, 'missing')} vs model {b.get(k, 'missing')}"
          for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]

@@ -22,8 +22,15 @@ def save(fig, path: Path) -> Path:
 
 def conv_kernels(params, rank: int = 2) -> dict[str, np.ndarray]:
   """The conv kernels (*window, in, out) of a `rank`-D network by layer name, in network
-  order (top-level layers: a ResNet's sit inside its blocks)."""
-  kernels = {name: np.asarray(layer["kernel"]) for name, layer in params.items()
+  order: top-level layers (a ResNet's sit inside its blocks), and the layers of a
+  top-level list (an NNX model's `self.convs = nnx.List([...])`, named convs/0, ...)."""
+  layers = {}
+  for name, layer in params.items():
+    if layer and all(isinstance(k, int) for k in layer):
+      layers.update({f"{name}/{i}": sub for i, sub in sorted(layer.items())})
+    else:
+      layers[name] = layer
+  kernels = {name: np.asarray(layer["kernel"]) for name, layer in layers.items()
              if "kernel" in layer and np.ndim(layer["kernel"]) == rank + 2}
   return dict(sorted(kernels.items(), key=lambda kv: (len(kv[0]), kv[0])))
 
