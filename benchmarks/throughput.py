@@ -2,6 +2,7 @@
 
   pip install -e ".[bench]"            # adds PyTorch's CPU build
   python benchmarks/throughput.py [--models talk,default] [--steps N] [--repeats 5]
+  python benchmarks/throughput.py --models talk_batch_first,talk_nnx   # Linen against NNX
 
 The networks: "talk" is configs/mnist_talk.py (batch 128, SGD with momentum), "default"
 is configs/mnist.py (BatchNorm, dropout, random shifts, label smoothing, AdamW); the
@@ -44,8 +45,14 @@ import numpy as np
 from cnnjax.runs.records import cpu_model
 
 HERE = Path(__file__).resolve().parent
-CONFIGS = {"talk": "configs/mnist_talk.py", "default": "configs/mnist.py"}
-STEPS = {"talk": 300, "default": 60}  # Steps per timing unless --steps.
+CONFIGS = {"talk": "configs/mnist_talk.py", "default": "configs/mnist.py",
+           # The talk CNN written in Flax NNX, and in Linen without the CPU's batch-last
+           # layout (which only cnnjax's Linen CNN has): the NNX path's cost is the ratio
+           # of these two.
+           "talk_nnx": "configs/mnist_talk.py:nnx", "talk_batch_first": "configs/mnist_talk.py"}
+OVERRIDES = {"talk_batch_first": {"model.layout": "batch_first"}}
+TWINS = {"talk_nnx": "talk", "talk_batch_first": "talk"}  # PyTorch's network for each name.
+STEPS = {"talk": 300, "default": 60, "talk_nnx": 300, "talk_batch_first": 300}  # Unless --steps.
 TRAIN, TEST = 60_000, 10_000
 # The goals, as ratios measured in one run: training images/s of cnnjax over PyTorch eager
 # at least this; eval time of cnnjax over PyTorch's below this.
@@ -112,7 +119,8 @@ def jax_worker(name: str, steps: int, config_file: str = "",
   from cnnjax.train.optim import create_optimizer
   from cnnjax.train.state import create_train_state
 
-  config = config_lib.load(str(HERE.parent / (config_file or CONFIGS[name])), overrides)
+  config = config_lib.load(str(HERE.parent / (config_file or CONFIGS[name])),
+                           overrides or OVERRIDES.get(name))
   shape = (28, 28, 1)
   runtime.use_cpu_devices(config.cpu_devices)
   images, labels = _data(TRAIN, 0)
@@ -181,7 +189,7 @@ def torch_worker(name: str, batch: int, eval_batch: int, device: str = "cpu") ->
   import torch_reference as ref
 
   torch.set_num_threads(os.cpu_count())
-  model, opt, loss_fn, shift = ref.make(name)
+  model, opt, loss_fn, shift = ref.make(TWINS.get(name, name))
   model.to(device)
   sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
   images, labels = _data(TRAIN, 0)

@@ -1,5 +1,6 @@
 """Shared fixtures. Eight CPU devices are simulated before JAX is imported anywhere."""
 import os
+import sys
 from pathlib import Path
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
@@ -7,8 +8,6 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import pytest  # noqa: E402
-
-import sys  # noqa: E402
 
 from helpers import ROOT, readme_file, write_idx_folder  # noqa: E402
 

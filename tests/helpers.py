@@ -83,6 +83,25 @@ def write_idx_folder(folder: Path, train: int = 288, test: int = 60, gz: bool = 
   return folder
 
 
+def train_steps(config, mode: str, n: int, batches, num_classes: int, input_shape):
+  """(params, batch_stats, metrics) after training `config`'s model from seed 0 on
+  `batches` with `mode` ("pmap", "shard_map") on `n` devices."""
+  import jax
+
+  from cnnjax import models
+  from cnnjax.train import parallel, steps
+  from cnnjax.train.optim import create_optimizer
+  from cnnjax.train.state import create_train_state
+  dmap = parallel.DeviceMap(mode, parallel.select_devices(n), config, num_classes)
+  model = models.build(config.model, num_classes, input_shape, parallel.AXIS)
+  tx, _ = create_optimizer(config.optimizer, steps_per_epoch=10, num_epochs=1)
+  rstate = dmap.replicate(create_train_state(model, input_shape, tx, 0))
+  rmetrics = dmap.replicate(steps.TrainMetrics.empty())
+  for batch in batches:
+    rstate, rmetrics = dmap.train_step(rstate, rmetrics, dmap.split(batch))
+  return jax.device_get(dmap.unreplicate((rstate.params, rstate.batch_stats, rmetrics)))
+
+
 def comparable_metrics(workdir: Path) -> list[dict]:
   """A run's metrics.jsonl records without their timing fields."""
   from cnnjax.runs.metrics import read_metrics, without_timing

@@ -18,10 +18,8 @@ from cnnjax import config as config_lib
 from cnnjax.errors import ConfigError
 from cnnjax.loaded import load_run
 from cnnjax.models import bridge
-from cnnjax.train import loop, parallel, steps
-from cnnjax.train.optim import create_optimizer
-from cnnjax.train.state import create_train_state
-from helpers import NUM_DEVICES, ROOT, assert_same_run, synthetic_digits
+from cnnjax.train import loop, parallel
+from helpers import NUM_DEVICES, ROOT, assert_same_run, synthetic_digits, train_steps
 
 TINY = str(ROOT / "configs" / "tiny.py")
 # tiny.py's training of the README's NNX WideCNN (its Linen fields give way to the model's).
@@ -79,24 +77,13 @@ def test_nnx_dropout_masks_differ_per_example_yet_not_with_the_split():
   assert set(np.unique(eight)) == {0.0, 2.0}
 
 
-def _ten_steps(config, mode, n, batches):
-  dmap = parallel.DeviceMap(mode, parallel.select_devices(n), config, 4)
-  model = models.build(config.model, 4, (12, 12, 1), parallel.AXIS)
-  tx, _ = create_optimizer(config.optimizer, steps_per_epoch=10, num_epochs=1)
-  rstate = dmap.replicate(create_train_state(model, (12, 12, 1), tx, 0))
-  rmetrics = dmap.replicate(steps.TrainMetrics.empty())
-  for batch in batches:
-    rstate, rmetrics = dmap.train_step(rstate, rmetrics, dmap.split(batch))
-  return jax.device_get(dmap.unreplicate((rstate.params, rstate.batch_stats, rmetrics)))
-
-
 def test_an_nnx_model_on_eight_devices_equals_one_device(mylab):
   """nnx.BatchNorm over the global batch and nnx.Dropout drawn per example, as for Linen."""
   config = config_lib.load(TINY, NNX)
   images, labels = synthetic_digits(160, seed=5)
   batches = [{"images": images[i:i + 16, ..., None], "labels": labels[i:i + 16].astype(np.int32)}
              for i in range(0, 160, 16)]
-  results = [_ten_steps(config, mode, n, batches)
+  results = [train_steps(config, mode, n, batches, 4, (12, 12, 1))
              for mode, n in (("pmap", 1), ("pmap", NUM_DEVICES), ("shard_map", NUM_DEVICES))]
   for other in results[1:]:
     diff = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(results[0][:2]),
@@ -106,7 +93,7 @@ def test_an_nnx_model_on_eight_devices_equals_one_device(mylab):
     np.testing.assert_allclose(results[0][2].compute()["loss"], other[2].compute()["loss"], rtol=1e-5)
   assert not np.allclose(jax.tree.leaves(results[0][1])[0], 0)  # BatchNorm statistics moved.
   config.model.dropout_rate = 0.0  # Dropout was on: without it the run differs.
-  without = _ten_steps(config, "pmap", 1, batches)
+  without = train_steps(config, "pmap", 1, batches, 4, (12, 12, 1))
   assert max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(results[0][0]),
                                                           jax.tree.leaves(without[0]))) > 1e-3
 

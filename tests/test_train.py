@@ -14,7 +14,7 @@ from cnnjax.data import pipeline
 from cnnjax.train import parallel, steps
 from cnnjax.train.optim import create_optimizer
 from cnnjax.train.state import create_train_state
-from helpers import NUM_DEVICES, synthetic_digits
+from helpers import NUM_DEVICES, synthetic_digits, train_steps
 
 
 def test_eight_cpu_devices_are_simulated():
@@ -123,16 +123,8 @@ def test_the_mnist_models_on_eight_devices_equal_one_device(name):
   rng = np.random.default_rng(0)
   batches = [{"images": rng.integers(0, 255, (16, 28, 28, 1), dtype=np.uint8),
               "labels": rng.integers(0, 10, 16).astype(np.int32)} for _ in range(10)]
-  results = []
-  for mode, n in (("pmap", 1), ("pmap", NUM_DEVICES), ("shard_map", NUM_DEVICES)):
-    dmap = parallel.DeviceMap(mode, parallel.select_devices(n), config, 10)
-    model = models.build(config.model, 10, (28, 28, 1), parallel.AXIS)
-    tx, _ = create_optimizer(config.optimizer, steps_per_epoch=10, num_epochs=1)
-    rstate = dmap.replicate(create_train_state(model, (28, 28, 1), tx, 0))
-    rmetrics = dmap.replicate(steps.TrainMetrics.empty())
-    for batch in batches:
-      rstate, rmetrics = dmap.train_step(rstate, rmetrics, dmap.split(batch))
-    results.append(jax.device_get(dmap.unreplicate((rstate.params, rstate.batch_stats, rmetrics))))
+  results = [train_steps(config, mode, n, batches, 10, (28, 28, 1))
+             for mode, n in (("pmap", 1), ("pmap", NUM_DEVICES), ("shard_map", NUM_DEVICES))]
   for other in results[1:]:
     diff = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(results[0][:2]),
                                                             jax.tree.leaves(other[:2])))
