@@ -1,9 +1,15 @@
 """Stop signals: SIGINT, SIGTERM, SIGUSR1 or SIGUSR2 asks a run to checkpoint and stop.
 
 The first asks the loop to stop after the current step with a checkpoint. A second
-SIGINT or SIGTERM stops at once (the run resumes from its latest checkpoint); further
-SIGUSR1/SIGUSR2 (what SLURM sends ahead of a time limit to every process of a job, and
-what a sweep sends its points) change nothing.
+SIGINT or SIGTERM stops at once (the run resumes from its latest checkpoint); SIGUSR1 and
+SIGUSR2 (what SLURM sends ahead of a time limit to every process of a job, and what a
+sweep sends its points) never count as that first one: a sweep relays a SIGTERM sent to
+its whole process group as SIGUSR2, and the point may handle the relay before the
+SIGTERM itself (Python runs pending handlers in the order of the signals' numbers), yet
+the two are one request to stop. The handlers stay installed throughout and carry out
+the stop at once themselves: a handler swapped for the default action while a second
+signal was pending would have Python drop that signal ("Signal 15 ignored due to race
+condition").
 
 `cnnjax train` installs the handlers as it starts and keeps them until the process exits
 (`install_for_process`): a stop signal that found the default action instead (before the
@@ -26,12 +32,14 @@ class StopSignals:
 
   def __init__(self):
     self.received: str | None = None
+    self._asked: str | None = None  # The first SIGINT or SIGTERM: the next one stops at once.
     self._at_once: dict[int, object] = {}  # What a second SIGINT/SIGTERM does.
     self._previous: dict[int, object] = {}
 
   def install(self, at_once=None) -> None:
-    """Handles STOP from now on; `at_once` is the handler a second SIGINT/SIGTERM gets
-    (default: the handlers found, e.g. Python's KeyboardInterrupt for SIGINT)."""
+    """Handles STOP from now on; `at_once` is what a second SIGINT/SIGTERM does (a handler
+    or signal.SIG_DFL; default: the handlers found, e.g. Python's KeyboardInterrupt for
+    SIGINT)."""
     for sig in STOP:
       self._previous[sig] = signal.signal(sig, self._handle)
     for sig in AT_ONCE:
@@ -44,15 +52,26 @@ class StopSignals:
 
   def _handle(self, signum, frame):
     name = signal.Signals(signum).name
-    if self.received:  # Only SIGUSR1/SIGUSR2 come here twice.
-      os.write(2, f"cnnjax: {name}: already stopping ({self.received})\n".encode())
-      return
-    for sig in AT_ONCE:  # First, so that a signal sent after the message stops at once.
-      signal.signal(sig, self._at_once[sig])
-    self.received = name
+    if signum in AT_ONCE and self._asked:
+      return self._stop_at_once(signum, frame)
+    if signum in AT_ONCE:
+      self._asked = name
     again = " (send it again to stop at once)" if signum in AT_ONCE else ""
     # os.write: a print could land inside another print of the interrupted code.
+    if self.received and not again:
+      os.write(2, f"cnnjax: {name}: already stopping ({self.received})\n".encode())
+      return
+    self.received = self.received or name
     os.write(2, f"cnnjax: {name}: stopping after this step with a checkpoint{again}\n".encode())
+
+  def _stop_at_once(self, signum, frame):
+    action = self._at_once[signum]
+    if callable(action):
+      return action(signum, frame)
+    if action in (signal.SIG_DFL, None):  # The default action: the process ends by the signal.
+      signal.signal(signum, signal.SIG_DFL)
+      os.kill(os.getpid(), signum)
+    return None  # SIG_IGN
 
 
 _process: StopSignals | None = None  # Installed by install_for_process.

@@ -19,13 +19,16 @@ def test_the_first_signal_asks_to_stop_repeats_of_sigusr_change_nothing_and_hand
     _send(signal.SIGUSR1)
     _send(signal.SIGUSR2)
     assert stop.received == "SIGUSR2"
-    with pytest.raises(KeyboardInterrupt):  # SIGINT after a first signal: Python's own handler.
+    _send(signal.SIGINT)  # The first SIGINT/SIGTERM: SIGUSR1/2 never count as it.
+    with pytest.raises(KeyboardInterrupt):  # The second: Python's own handler.
       _send(signal.SIGINT)
+    assert stop.received == "SIGUSR2"
   assert {sig: signal.getsignal(sig) for sig in signals.STOP} == before
   assert capfd.readouterr().err.splitlines() == [
       "cnnjax: SIGUSR2: stopping after this step with a checkpoint",
       "cnnjax: SIGUSR1: already stopping (SIGUSR2)",
-      "cnnjax: SIGUSR2: already stopping (SIGUSR2)"]
+      "cnnjax: SIGUSR2: already stopping (SIGUSR2)",
+      "cnnjax: SIGINT: stopping after this step with a checkpoint (send it again to stop at once)"]
 
 
 def test_a_second_sigterm_takes_the_handler_for_stopping_at_once(capfd):
@@ -43,3 +46,25 @@ def test_a_second_sigterm_takes_the_handler_for_stopping_at_once(capfd):
   assert capfd.readouterr().err.splitlines() == [
       "cnnjax: SIGTERM: stopping after this step with a checkpoint (send it again to stop at once)",
       "cnnjax: SIGUSR2: already stopping (SIGTERM)"]
+
+
+def test_a_relayed_sigusr2_handled_before_the_groups_sigterm_is_one_request(capfd):
+  """A sweep relays its group's SIGTERM as SIGUSR2; with both pending, Python runs the
+  SIGUSR2 handler first (signal 12 before 15). The SIGTERM must still ask for a stop
+  with a checkpoint, not be lost or stop the run at once."""
+  stopped_at_once = []
+  stop = signals.StopSignals()
+  stop.install(at_once=lambda *_: stopped_at_once.append(True))
+  try:
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR2, signal.SIGTERM])
+    _send(signal.SIGTERM)
+    _send(signal.SIGUSR2)
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # Both arrive at once.
+    assert stop.received == "SIGUSR2" and not stopped_at_once
+    _send(signal.SIGTERM)  # The group's second SIGTERM.
+    assert stopped_at_once == [True]
+  finally:
+    stop.uninstall()
+  assert capfd.readouterr().err.splitlines() == [
+      "cnnjax: SIGUSR2: stopping after this step with a checkpoint",
+      "cnnjax: SIGTERM: stopping after this step with a checkpoint (send it again to stop at once)"]
