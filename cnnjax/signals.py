@@ -52,16 +52,17 @@ class StopSignals:
 
   def _handle(self, signum, frame):
     name = signal.Signals(signum).name
-    if signum in AT_ONCE and self._asked:
+    at_once = signum in AT_ONCE
+    if at_once and self._asked:
       return self._stop_at_once(signum, frame)
-    if signum in AT_ONCE:
-      self._asked = name
-    again = " (send it again to stop at once)" if signum in AT_ONCE else ""
     # os.write: a print could land inside another print of the interrupted code.
-    if self.received and not again:
+    if self.received and not at_once:  # A repeated SIGUSR1/SIGUSR2 changes nothing.
       os.write(2, f"cnnjax: {name}: already stopping ({self.received})\n".encode())
       return
+    if at_once:
+      self._asked = name
     self.received = self.received or name
+    again = " (send it again to stop at once)" if at_once else ""
     os.write(2, f"cnnjax: {name}: stopping after this step with a checkpoint{again}\n".encode())
 
   def _stop_at_once(self, signum, frame):

@@ -4,7 +4,7 @@ same accuracy within the seed spread.
 
   cnnjax sweep experiments/talk_nnx.py --seeds 3
   cnnjax exp show runs/talk_nnx --aggregate seed --md \\
-      --columns model.name,n,params,test_accuracy,val_accuracy,wall_seconds
+      --columns model.name,n,test_accuracy,val_accuracy,wall_seconds
 """
 
 BASE = "configs/mnist_talk.py"  # Relative to this file's folder or its parent.

@@ -1,7 +1,7 @@
 """The talk's CNN written in Flax NNX: what `cnn` builds at its defaults (conv 8 and 16,
 3x3 SAME, ReLU, max pool 2, flatten, the classifier), as an `nnx.Module` to copy.
 
-`model.name="nnx_cnn"` trains it like any model: configs/mnist_talk_nnx.py is
+`model.name="nnx_cnn"` trains it like any model: configs/mnist_talk.py:nnx is
 configs/mnist_talk.py with this model, the same parameter count (9,098 on MNIST).
 NNX layers need their input sizes when they are built, so it takes `input_shape` (one
 example, channels last; cnnjax passes it) and works out the classifier's input from it.

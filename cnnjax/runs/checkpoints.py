@@ -45,7 +45,8 @@ def _leaves(tree) -> dict:
 
 
 def as_target(saved, target):
-  """`saved`'s leaves (a checkpoint without `mismatches`) in `target`'s tree structure."""
+  """`saved`'s leaves in `target`'s tree structure, matched by path: a checkpoint read
+  without a target, in which `mismatches` found nothing, as the model's own tree."""
   leaves = _leaves(saved)
   return jax.tree.unflatten(jax.tree.structure(target), [leaves[k] for k in _leaves(target)])
 
