@@ -24,7 +24,8 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
 # How the delivered model is chosen among the evaluated epochs ("auto": val_accuracy with a
 # validation split, else last). Never on the test set.
-SELECT_RULES = ("auto", "val_accuracy", "train_loss", "last")
+SELECT_RULES = ("auto", "val_accuracy", "ema_val_accuracy", "train_loss", "last")
+CHECKPOINTS = ("selected", "latest")  # config.init.checkpoint, or a step number as text.
 # Fields that choose what the rest of their section holds: setting one (in a config file
 # through these functions, or as an override) replaces that section's own fields.
 SELECTORS = {"model.name": "model", "data.source": "data"}
@@ -58,6 +59,22 @@ def base_config() -> ml_collections.ConfigDict:
   c.distributed.process_id = 0
   c.distributed.auto = False  # Let JAX read the processes from the cluster (SLURM, ...).
   c.label_smoothing = 0.0
+  # Micro-batches per update: each device's share of the batch is split into this many
+  # parts whose gradients are added before one optimizer step (a batch too big for the
+  # memory, the same update). Models with BatchNorm cannot: see `validate_accumulation`.
+  c.accumulate_steps = 1
+  # Start from a trained run: its parameters and BatchNorm statistics replace the fresh
+  # ones, except those matching a pattern of `skip` (fnmatch on paths like
+  # 'Dense_0/kernel'; 'Dense_0' matches all of that layer). "" = from scratch.
+  c.init = ml_collections.ConfigDict()
+  c.init.from_run = ""  # A run directory.
+  c.init.checkpoint = "selected"  # "selected" (its delivered model), "latest" or a step.
+  c.init.skip = ()  # E.g. ("Dense_1",): the classifier, when the classes change.
+  # A jax.profiler trace of `num_steps` steps after the first `start_step` (compilation
+  # done), in RUN/profile/ for TensorBoard's profile plugin; 0 steps = off.
+  c.profile = ml_collections.ConfigDict()
+  c.profile.start_step = 5
+  c.profile.num_steps = 0
   c.data = data.config("idx")
   c.model = models.config("cnn")
   c.optimizer = ml_collections.ConfigDict()
@@ -71,6 +88,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.grad_clip_norm = 0.0  # Clip gradients to this global norm; 0 = off.
   c.optimizer.schedule = "constant"  # One of SCHEDULES.
   c.optimizer.warmup_epochs = 0.0  # Linear warmup (constant, cosine); fraction for onecycle.
+  # Parameter-path patterns (as config.init.skip) that never change: optax's
+  # multi_transform gives them no update, weight decay included.
+  c.optimizer.frozen = ()
+  # Decay of an exponential moving average of the weights (and BatchNorm statistics),
+  # kept on the devices and in checkpoints; evaluated as ema_val_* (and delivered with
+  # checkpoint.select="ema_val_accuracy"). 0 = off; 0.999 is usual.
+  c.optimizer.ema_decay = 0.0
   c.eval_every_epochs = 1  # Evaluate and write a metrics line every N epochs (and the last).
   # Also evaluate the test set at each evaluation (test_* in metrics.jsonl), for plots of
   # test curves. Nothing reads them to decide anything.
@@ -92,6 +116,11 @@ def select_rule(config: ml_collections.ConfigDict) -> str:
   if rule == "auto":
     return "val_accuracy" if config.data.validation_examples else "last"
   return rule
+
+
+def delivers_ema(config: ml_collections.ConfigDict) -> bool:
+  """Whether the run's delivered model is its moving average of the weights."""
+  return select_rule(config) == "ema_val_accuracy"
 
 
 def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -164,6 +193,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(config.num_devices >= 0, "num_devices", f"must be >= 0 (0 = all), got {config.num_devices}")
   _choice(config.parallel, "parallel", ("pmap", "shard_map"))
   _check(0.0 <= config.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)")
+  _check(config.accumulate_steps >= 1, "accumulate_steps", "must be >= 1 (1 = off)")
+  _validate_init(config.init)
+  _check(config.profile.start_step >= 0, "profile.start_step", "must be >= 0")
+  _check(config.profile.num_steps >= 0, "profile.num_steps", "must be >= 0 (0 = off)")
   _validate_data(config.data, config.batch_size)
   data.source(config.data)  # The source's own fields.
   _validate_optimizer(config.optimizer, config.num_epochs)
@@ -171,9 +204,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _check(config.checkpoint.every_epochs >= 1, "checkpoint.every_epochs", "must be >= 1")
   _check(config.checkpoint.keep >= 1, "checkpoint.keep", "must be >= 1")
   _choice(config.checkpoint.select, "checkpoint.select", SELECT_RULES)
-  if config.checkpoint.select == "val_accuracy":
+  if config.checkpoint.select in ("val_accuracy", "ema_val_accuracy"):
     _check(config.data.validation_examples > 0, "checkpoint.select",
-           "'val_accuracy' needs a validation split: set config.data.validation_examples")
+           f"{config.checkpoint.select!r} needs a validation split: set "
+           f"config.data.validation_examples")
+  if config.checkpoint.select == "ema_val_accuracy":
+    _check(config.optimizer.ema_decay > 0, "checkpoint.select",
+           "'ema_val_accuracy' needs the moving average: set config.optimizer.ema_decay")
   _check(config.log_every_seconds >= 0, "log_every_seconds", "must be >= 0")
   if config.dvclive:
     import importlib.util
@@ -194,6 +231,12 @@ def _validate_data(d, batch_size: int) -> None:
   _check(d.eval_batch_size >= 1, "data.eval_batch_size", "must be >= 1")
   _choice(d.project_axis, "data.project_axis", (-1, 0, 1, 2))
   _choice(d.projection, "data.projection", ("max", "mean"))
+  _check(len(set(d.classes)) == len(d.classes) and len(d.classes) != 1, "data.classes",
+         f"needs two or more different labels (empty = all), got {tuple(d.classes)}")
+  for field in ("mixup_alpha", "cutmix_alpha"):
+    value = d[field]
+    _check(value >= 0 and math.isfinite(value), "data." + field,
+           f"must be >= 0 (0 = off), got {value}")
   if d.train_examples:
     _check(d.train_examples >= batch_size, "data.train_examples",
            f"{d.train_examples} examples make no batch of config.batch_size={batch_size}")
@@ -210,12 +253,27 @@ def _validate_optimizer(o, num_epochs: int) -> None:
   _check(o.weight_decay >= 0, "optimizer.weight_decay", "must be >= 0")
   _check(o.grad_clip_norm >= 0, "optimizer.grad_clip_norm", "must be >= 0 (0 = off)")
   _check(o.warmup_epochs >= 0, "optimizer.warmup_epochs", "must be >= 0")
+  _check(0.0 <= o.ema_decay < 1.0, "optimizer.ema_decay", f"must be in [0, 1) (0 = off), "
+         f"got {o.ema_decay}")
+  _check(all(isinstance(p, str) and p for p in o.frozen), "optimizer.frozen",
+         f"takes parameter-path patterns (text), got {tuple(o.frozen)}")
   if o.schedule == "onecycle":
     _check(0 < o.warmup_epochs < 1, "optimizer.warmup_epochs",
            "for schedule 'onecycle' it is the warmup fraction of training, in (0, 1)")
   else:
     _check(o.warmup_epochs < num_epochs, "optimizer.warmup_epochs",
            f"must be shorter than config.num_epochs={num_epochs}")
+
+
+def _validate_init(i) -> None:
+  """config.init's values; the run it names is read (and its parameters matched to the
+  model) where the model is built, still before anything compiles."""
+  _check(i.checkpoint in CHECKPOINTS or i.checkpoint.isdigit(), "init.checkpoint",
+         f"{i.checkpoint!r} is neither 'selected', 'latest' nor a step number")
+  _check(all(isinstance(p, str) and p for p in i.skip), "init.skip",
+         f"takes parameter-path patterns (text), got {tuple(i.skip)}")
+  _check(bool(i.from_run) or not i.skip, "init.skip", "skips parameters of config.init."
+         "from_run, which is not set")
 
 
 def load_module(path: str | Path, name: str):

@@ -72,7 +72,9 @@ class LoadedRun:
 
 def load_run(path: str | Path, checkpoint: str = "selected") -> LoadedRun:
   """Loads a run directory's config, model and the `selected` (the model the run
-  delivers, see config.checkpoint.select) or `latest` parameters."""
+  delivers, see config.checkpoint.select), `latest` or a kept step's parameters (a number
+  as text). A run that delivers its moving average of the weights
+  (checkpoint.select="ema_val_accuracy") gives that average."""
   record = read_run(Path(path))
   if not record.config:
     raise UsageError(f"{path} holds no config.json: not a run directory")
@@ -86,7 +88,8 @@ def load_run(path: str | Path, checkpoint: str = "selected") -> LoadedRun:
   expected = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *input_shape))))
   expected = {k: v for k, v in expected.items() if k in ("params", "batch_stats")}
   step, arrays = Checkpoints.reader(Path(path)).restore_arrays(checkpoint)
-  variables = {k: arrays["state"][k] for k in expected}
+  saved = arrays["state"]["ema"] if config_lib.delivers_ema(config) else arrays["state"]
+  variables = {k: saved[k] for k in expected}
   wrong = mismatches(variables, expected)
   if wrong:
     raise CheckpointError(f"the {checkpoint} checkpoint of {path} does not fit its config's "

@@ -68,6 +68,14 @@ def _shared() -> ml_collections.ConfigDict:
   # by its maximum or mean voxel (`projection`), for a 2-D network; -1 = off.
   c.project_axis = -1
   c.projection = "max"
+  # Only these classes (class numbers, or names where the data names its classes),
+  # relabelled 0..n-1 in the order given: e.g. (5, 6, 7, 8, 9). Empty = all.
+  c.classes = ()
+  # Mixup (Zhang et al. 2018) and CutMix (Yun et al. 2019): each training example is mixed
+  # with a partner drawn from the global batch, with a weight (or box) from Beta(a, a);
+  # the targets are mixed alike. 0 = off; with both, each example takes one at random.
+  c.mixup_alpha = 0.0
+  c.cutmix_alpha = 0.0
   return c
 
 
@@ -126,6 +134,31 @@ def project(splits: Splits, axis: int, how: str) -> Splits:
   return dataclasses.replace(splits, **arrays)
 
 
+def only_classes(splits: Splits, classes: tuple, num_classes: int) -> tuple[Splits, int]:
+  """The examples of `classes` (config.data.classes: class numbers or names), relabelled
+  0..n-1 in their order; and n."""
+  numbers = []
+  for c in classes:
+    if isinstance(c, str) and c in splits.class_names:
+      c = splits.class_names.index(c)
+    if not isinstance(c, int) or isinstance(c, bool) or not 0 <= c < num_classes:
+      names = f" or one of {', '.join(splits.class_names)}" if splits.class_names else ""
+      raise ConfigError("data.classes", f"{c!r} is not a class of {splits.location}: a class "
+                        f"number in [0, {num_classes}){names}")
+    numbers.append(c)
+  relabel = np.full(num_classes, -1, np.int32)
+  relabel[numbers] = np.arange(len(numbers), dtype=np.int32)
+  arrays = {}
+  for split in ("train", "test"):
+    labels = relabel[getattr(splits, split + "_labels")]
+    keep = np.flatnonzero(labels >= 0)
+    arrays[split + "_images"] = pipeline.rows(getattr(splits, split + "_images"), keep)
+    arrays[split + "_labels"] = labels[keep]
+  # Each new class number keeps its old label as its name: "5" for class 0 of (5, ..., 9).
+  names = tuple(splits.class_names[n] if splits.class_names else str(n) for n in numbers)
+  return dataclasses.replace(splits, **arrays, class_names=names), len(numbers)
+
+
 def load(data_config, seed: int = 0) -> Dataset:
   """The data set `data_config` names, in memory (or streaming): config.data.
   validation_examples held out of its training data (stratified, from `seed`), the rest
@@ -138,6 +171,8 @@ def load(data_config, seed: int = 0) -> Dataset:
   num_classes = d.num_classes or (len(splits.class_names) if splits.class_names else found)
   for labels in (splits.train_labels, splits.test_labels):
     pipeline.check_labels(labels, num_classes, splits.location)
+  if d.classes:
+    splits, num_classes = only_classes(splits, tuple(d.classes), num_classes)
   dataset = Dataset(splits.train_images, splits.train_labels, splits.test_images,
                     splits.test_labels, num_classes=num_classes, location=splits.location,
                     class_names=tuple(splits.class_names))

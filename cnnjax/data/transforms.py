@@ -58,3 +58,41 @@ def random_rotate_scale(images: jax.Array, keys: jax.Array, max_degrees: float,
     return rotate_scale(image - fill, degrees, scale) + fill
 
   return jax.vmap(warp_one)(images, keys)
+
+
+def mix(x: jax.Array, targets: jax.Array, partner_x: jax.Array, partner_targets: jax.Array,
+        keys: jax.Array, mixup_alpha: float, cutmix_alpha: float) -> tuple[jax.Array, jax.Array]:
+  """Mixup and CutMix of each example with its partner (x: standardised (N, *spatial, C),
+  targets: (N, classes) probabilities), one key per example.
+
+  Mixup: lam * x + (1 - lam) * partner, lam ~ Beta(mixup_alpha, mixup_alpha). CutMix: a
+  box covering a fraction 1 - lam of every spatial axis's product (each side scaled by
+  (1 - lam) ** (1 / rank)), placed uniformly and clipped at the edges, is the partner's,
+  lam ~ Beta(cutmix_alpha, cutmix_alpha); the targets take the fraction actually kept.
+  With both alphas, each example takes one of the two with even odds.
+  """
+  spatial = x.shape[1:-1]
+
+  def one(x, t, px, pt, key):
+    choose, mixup_key, cutmix_key, place_key = jax.random.split(key, 4)
+    outputs = []
+    if mixup_alpha:
+      lam = jax.random.beta(mixup_key, mixup_alpha, mixup_alpha)
+      outputs.append((lam * x + (1 - lam) * px, lam))
+    if cutmix_alpha:
+      lam = jax.random.beta(cutmix_key, cutmix_alpha, cutmix_alpha)
+      box = jnp.ones(spatial, bool)
+      side = (1 - lam) ** (1 / len(spatial))
+      centres = jax.random.uniform(place_key, (len(spatial),))
+      for axis, (size, centre) in enumerate(zip(spatial, centres)):
+        inside = jnp.abs(jnp.arange(size) + 0.5 - centre * size) < side * size / 2
+        box &= inside.reshape([-1 if a == axis else 1 for a in range(len(spatial))])
+      kept = 1 - jnp.mean(box.astype(jnp.float32))
+      outputs.append((jnp.where(box[..., None], px, x), kept))
+    (mixed, lam), other = outputs[0], outputs[1:]
+    if other:
+      use_other = jax.random.bernoulli(choose)
+      mixed, lam = jnp.where(use_other, other[0][0], mixed), jnp.where(use_other, other[0][1], lam)
+    return mixed, lam * t + (1 - lam) * pt
+
+  return jax.vmap(one)(x, targets, partner_x, partner_targets, keys)

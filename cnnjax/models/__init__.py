@@ -33,7 +33,7 @@ from cnnjax.errors import ConfigError
 PROVIDED = ("num_classes", "dtype", "axis_name", "input_shape", "parent", "name",  # Not fields.
             "rngs")
 SHARED = ("name", "dtype")  # In every config.model.
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("float32", "bfloat16")
 NOT_CLASSES = ("layers", "batch_last", "bridge")  # Modules here that are not models.
 
 
@@ -69,6 +69,10 @@ def check_fields(model_config) -> None:
   the model refuses; nothing is built or compiled."""
   own = fields.defaults(model_class(model_config.name), PROVIDED, "model.name")
   fields.check_own(model_config, own, SHARED, "model", "model", model_config.name)
+  if model_config.dtype == "float16":
+    raise ConfigError("model.dtype", "'float16' is not supported: its 5 exponent bits "
+                      "underflow gradients without loss scaling; use 'bfloat16' (float32's "
+                      "range, on GPUs and TPUs alike)")
   if model_config.dtype not in DTYPES:
     raise ConfigError("model.dtype", f"{model_config.dtype!r} is not one of {', '.join(map(repr, DTYPES))}")
   _construct(model_config, num_classes=2, input_shape=None, axis_name=None)

@@ -2,6 +2,8 @@
 the global batch, so that a run gives the same results on 1 or N devices."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from typing import Any
 
 import jax
@@ -51,10 +53,30 @@ def max_pool(x: jax.Array, window) -> jax.Array:
   return x
 
 
+# (index, count) of the micro-batch being traced (config.accumulate_steps); None = whole batch.
+_MICRO_BATCH = contextvars.ContextVar("micro_batch", default=None)
+
+
+@contextlib.contextmanager
+def micro_batch(index, count: int):
+  """While tracing: the examples are micro-batch `index` (possibly traced) of `count`
+  equal consecutive parts of each device's batch, so `example_ids` still gives their
+  positions in the global batch (dropout then draws the masks of the whole batch)."""
+  token = _MICRO_BATCH.set((index, count))
+  try:
+    yield
+  finally:
+    _MICRO_BATCH.reset(token)
+
+
 def example_ids(batch: int, axis_name: str | None) -> jax.Array:
-  """Each local example's position in the global batch (devices hold consecutive slices)."""
-  offset = jax.lax.axis_index(axis_name) * batch if axis_name else 0
-  return offset + jnp.arange(batch)
+  """Each local example's position in the global batch (devices hold consecutive slices,
+  and within a device, micro-batches do)."""
+  part = jax.lax.axis_index(axis_name) if axis_name else 0
+  micro = _MICRO_BATCH.get()
+  if micro is not None:
+    part = part * micro[1] + micro[0]
+  return part * batch + jnp.arange(batch)
 
 
 def example_keys(key: jax.Array, batch: int, axis_name: str | None) -> jax.Array:

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from cnnjax import tree_paths
 from cnnjax.errors import CheckpointError
 from cnnjax.runs.failpoints import pause_point
 
@@ -32,29 +33,17 @@ def _reason(error: Exception) -> str:
   return (text.splitlines() or [type(error).__name__])[0][:300]
 
 
-def _leaves(tree) -> dict:
-  """{'a/b/kernel': leaf}: a checkpoint read without a target names every key as text,
-  where the model's own tree may have integer keys (the layers of an NNX list)."""
-  def name(key) -> str:
-    for attr in ("key", "name", "idx"):
-      if hasattr(key, attr):
-        return str(getattr(key, attr))
-    return str(key)
-  return {"/".join(name(k) for k in path): leaf
-          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
 def as_target(saved, target):
   """`saved`'s leaves in `target`'s tree structure, matched by path: a checkpoint read
   without a target, in which `mismatches` found nothing, as the model's own tree."""
-  leaves = _leaves(saved)
-  return jax.tree.unflatten(jax.tree.structure(target), [leaves[k] for k in _leaves(target)])
+  leaves = tree_paths.leaves(saved)
+  return jax.tree.unflatten(jax.tree.structure(target), [leaves[k] for k in tree_paths.leaves(target)])
 
 
 def mismatches(saved, target) -> list[str]:
   """'path: checkpoint shape vs model shape' for every leaf that differs or is missing."""
   def shapes(tree):
-    return {k: tuple(getattr(leaf, "shape", np.shape(leaf))) for k, leaf in _leaves(tree).items()}
+    return {k: tuple(getattr(leaf, "shape", np.shape(leaf))) for k, leaf in tree_paths.leaves(tree).items()}
   a, b = shapes(saved), shapes(target)
   out = [f"{k}: checkpoint {a.get(k, 'missing')} vs model {b.get(k, 'missing')}"
          for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
@@ -129,12 +118,22 @@ class Checkpoints:
     return manager.restore(step, args=ocp.args.StandardRestore(jax.device_get(target)))
 
   def restore_arrays(self, which: str = "selected") -> tuple[int, dict]:
-    """(step, nested dict of numpy arrays) of the selected or latest checkpoint, no target."""
+    """(step, nested dict of numpy arrays) of the selected or latest checkpoint, or of the
+    kept checkpoint of step `which` (a number as text), no target."""
     manager = self._selected if which == "selected" else self._latest
-    step = manager.latest_step()
+    step = int(which) if which.isdigit() else manager.latest_step()
     if step is None:
       raise CheckpointError(f"no {which} checkpoint under {self.directory.parent}")
+    if which.isdigit() and step not in self.steps():
+      raise CheckpointError(f"no checkpoint of step {step} under {self.directory.parent}; it "
+                            f"keeps steps {', '.join(map(str, self.steps())) or 'none'}")
+    if step not in manager.all_steps():
+      manager = self._selected
     return step, manager.restore(step, args=ocp.args.StandardRestore())
+
+  def steps(self) -> list[int]:
+    """The steps of every checkpoint kept (latest ones and the selected one)."""
+    return sorted(set(self._latest.all_steps()) | set(self._selected.all_steps()))
 
   def save(self, step: int, state, selected: bool, latest: bool = True) -> None:
     """Writes `state` as the checkpoint of `step` in checkpoints/ (`latest`), then in

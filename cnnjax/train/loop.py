@@ -13,22 +13,24 @@ parameters (and at each evaluation only with config.test_curves, which nothing r
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from cnnjax import config as config_lib
-from cnnjax import data, models, runtime, signals
+from cnnjax import data, models, runtime, signals, tree_paths
 from cnnjax.data import pipeline
 from cnnjax.errors import ConfigError, TrainingError, WorkdirError
 from cnnjax.runs import records
 from cnnjax.runs.checkpoints import Checkpoints
 from cnnjax.runs.failpoints import pause_point
-from cnnjax.train import distributed, parallel, periodic, runlog, steps
+from cnnjax.train import distributed, parallel, periodic, runlog, steps, transfer
 from cnnjax.train.optim import create_optimizer
-from cnnjax.train.state import create_train_state, train_state_shapes
+from cnnjax.train.state import create_train_state, train_state_shapes, with_ema
 
 
 
@@ -97,11 +99,12 @@ class _Run:
   padded_batch: int  # The batch the devices get (config.pad_batch)
   periods: periodic.Periods
   allocator: str  # What config.keep_freed_memory did (session.json)
+  initial: transfer.Initial | None  # What config.init starts the model from
 
 
 def _train(config, workdir: Path, wall_start: float, cpu_origin: str,
            origins: dict[str, str]) -> dict[str, Any]:
-  run = _setup(config, cpu_origin)
+  run = _setup(config, cpu_origin, workdir)
   tx, lr_schedule = create_optimizer(config.optimizer, run.periods.steps_per_epoch,
                                      config.num_epochs)
   dmap = parallel.DeviceMap(config.parallel, run.devices, config, run.dataset.num_classes)
@@ -118,11 +121,12 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str,
   if log.step:
     print(f"resuming {workdir} at step {log.step}/{run.periods.total_steps}", flush=True)
   status, error = "failed", None
+  profile = periodic.Profile(config.profile, workdir / "profile")
   try:
     with signals.stop_signals() as stop:
-      rstate = _epochs(run, dmap, state, epoch_metrics, stop, ckpts, log, jax.jit(lr_schedule))
-      log.summary.update(log.metrics(), **_test_results(dmap, rstate, ckpts, run.dataset,
-                                                         config.data.eval_batch_size))
+      rstate = _epochs(run, dmap, state, epoch_metrics, stop, ckpts, log, jax.jit(lr_schedule),
+                       profile)
+      log.summary.update(log.metrics(), **_test_results(dmap, rstate, ckpts, run.dataset, config))
       print(f"test accuracy {log.summary['test_accuracy']:.4f} (model of epoch "
             f"{log.summary['selected_epoch']}, chosen by {run.rule}); last parameters "
             f"{log.summary['final_test_accuracy']:.4f}", flush=True)
@@ -140,22 +144,24 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str,
     error = f"{type(e).__name__}: {e}"
     raise
   finally:
+    profile.close()
     ckpts.close()
     log.close(status, error)
   return log.summary
 
 
 def _epochs(run: _Run, dmap, state, epoch_metrics, stop: signals.StopSignals, ckpts: Checkpoints,
-            log: runlog.RunLog, lr_schedule):
+            log: runlog.RunLog, lr_schedule, profile: periodic.Profile):
   """The epochs from the state's step to the end: steps, evaluations, checkpoints. Returns
   the replicated final state; on a stop signal saves a checkpoint and raises Interrupted."""
   periods, step = run.periods, log.step
   rstate, rmetrics = dmap.replicate(state), dmap.replicate(epoch_metrics)
   progress = periodic.ProgressLine(run.config.log_every_seconds, periods, run.batch_size)
+  profile(step, rmetrics)
   for epoch in range(step // periods.steps_per_epoch, run.config.num_epochs):
     epoch_start, epoch_start_step = time.time(), step
     rstate, rmetrics, step = _train_epoch(run, dmap, rstate, rmetrics, epoch, step, stop,
-                                          progress, ckpts, log.summary, log.clock)
+                                          progress, profile, ckpts, log.summary, log.clock)
     if periodic.itstime(step, periods.eval_every, periods.total_steps):
       record = _evaluation_record(run, dmap, rstate, rmetrics, step, epoch_start,
                                   epoch_start_step, lr_schedule, ckpts, log.clock)
@@ -172,8 +178,9 @@ def _epochs(run: _Run, dmap, state, epoch_metrics, stop: signals.StopSignals, ck
   return rstate
 
 
-def _setup(config, cpu_origin: str) -> _Run:
-  """Checks what the config asks of the devices and data, and builds the model."""
+def _setup(config, cpu_origin: str, workdir: Path) -> _Run:
+  """Checks what the config asks of the devices and data, and builds the model (and
+  reads what config.init starts it from, unless `workdir` holds a checkpoint to resume)."""
   if jax.process_count() > 1 and config.num_devices:
     raise ConfigError("num_devices", "must be 0 (all local devices) with several processes")
   devices = parallel.select_devices(config.num_devices, cpu_origin)
@@ -193,8 +200,45 @@ def _setup(config, cpu_origin: str) -> _Run:
     raise ConfigError("pad_batch", f"model {config.model.name!r} takes no mask (its __call__ has "
                       f"no `mask` argument) for the padding of its batch statistics")
   spe = pipeline.steps_per_epoch(len(dataset.train_labels), batch_size)
-  return _Run(config, devices, dataset, model, rule, batch_size, padded_batch,
-              periodic.Periods.from_config(config, spe), allocator)
+  periods = periodic.Periods.from_config(config, spe)
+  fresh = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *dataset.input_shape)),
+                                            train=False))
+  _check_techniques(config, dataset, fresh, padded_batch // (len(devices) * jax.process_count()),
+                    periods)
+  resuming = any(p.name.isdigit() for p in (workdir / "checkpoints").glob("*"))
+  initial = None if resuming else transfer.load(config.init, fresh)
+  return _Run(config, devices, dataset, model, rule, batch_size, padded_batch, periods,
+              allocator, initial)
+
+
+def _check_techniques(config, dataset, fresh: dict, device_batch: int,
+                      periods: periodic.Periods) -> None:
+  """ConfigErrors of the fields that need the model's variables, the data's shape or the
+  run's length: accumulation, mixing, frozen parameters, the profile window."""
+  k = config.accumulate_steps
+  if k > 1:
+    if fresh.get("batch_stats"):
+      raise ConfigError("accumulate_steps", f"model {config.model.name!r} has BatchNorm, whose "
+                        f"statistics over a micro-batch are not those of the batch: the update "
+                        f"would differ from the batch's; use a model without BatchNorm or a "
+                        f"smaller config.batch_size")
+    if device_batch % k:
+      raise ConfigError("accumulate_steps", f"{k} does not divide each device's {device_batch} "
+                        f"examples of config.batch_size={config.batch_size}")
+  if config.data.mixup_alpha or config.data.cutmix_alpha:
+    field = "data.cutmix_alpha" if config.data.cutmix_alpha else "data.mixup_alpha"
+    if config.pad_batch:
+      raise ConfigError(field, "mixing takes partners from full batches; set pad_batch=False")
+    if config.data.cutmix_alpha and len(dataset.input_shape) < 2:
+      raise ConfigError("data.cutmix_alpha", f"CutMix cuts a box out of spatial axes; "
+                        f"{dataset.location} holds examples of shape {dataset.input_shape}, "
+                        f"which have none")
+  tree_paths.check_patterns(fresh["params"], config.optimizer.frozen, "optimizer.frozen")
+  p = config.profile
+  if p.num_steps and p.start_step + p.num_steps > periods.total_steps:
+    raise ConfigError("profile.start_step", f"the window of steps {p.start_step + 1} to "
+                      f"{p.start_step + p.num_steps} ends past the run's {periods.total_steps} "
+                      f"steps")
 
 
 def _compile_ahead(run: _Run, dmap: parallel.DeviceMap, tx) -> None:
@@ -206,7 +250,8 @@ def _compile_ahead(run: _Run, dmap: parallel.DeviceMap, tx) -> None:
   eval_size = _eval_batch_size(dmap, config.data.eval_batch_size)
   eval_batch = pipeline.first_eval_batch(dataset.test_images, dataset.test_labels, eval_size,
                                          distributed.process_slice(eval_size))
-  dmap.compile_ahead(train_state_shapes(run.model, dataset.input_shape, tx),
+  ema = bool(config.optimizer.ema_decay)
+  dmap.compile_ahead(train_state_shapes(run.model, dataset.input_shape, tx, ema),
                      steps.TrainMetrics.empty(), train_batch, eval_batch)
 
 
@@ -219,6 +264,8 @@ def _write_records(run: _Run, workdir: Path, cpu_origin: str, origins: dict[str,
     session["cpu_devices_set_by"] = cpu_origin
   session["malloc"] = run.allocator
   session["overrides"] = dict(sorted(origins.items()))  # Field -> where its value came from.
+  if run.initial is not None:
+    session["init"] = run.initial.record
   records.write_run_records(workdir, config_lib.to_dict(run.config), session, diff)
   table = models.summary(run.model, run.dataset.input_shape)
   print(table, flush=True)
@@ -228,6 +275,9 @@ def _write_records(run: _Run, workdir: Path, cpu_origin: str, origins: dict[str,
 def _restore(run: _Run, tx, ckpts: Checkpoints):
   """(state, this epoch's train metrics so far): from the latest checkpoint, or new."""
   state = create_train_state(run.model, run.dataset.input_shape, tx, run.config.seed)
+  state = transfer.start(state, run.initial)
+  if run.config.optimizer.ema_decay:
+    state = with_ema(state)  # Starts at the weights the run starts from.
   restored = ckpts.restore_latest({"state": state, "epoch_metrics": steps.TrainMetrics.empty()})
   if restored is None:
     return state, steps.TrainMetrics.empty()
@@ -235,8 +285,8 @@ def _restore(run: _Run, tx, ckpts: Checkpoints):
 
 
 def _train_epoch(run: _Run, dmap, rstate, rmetrics, epoch: int, step: int, stop: signals.StopSignals,
-                 progress: periodic.ProgressLine, ckpts: Checkpoints, summary: dict,
-                 clock: runlog.Clock):
+                 progress: periodic.ProgressLine, profile: periodic.Profile, ckpts: Checkpoints,
+                 summary: dict, clock: runlog.Clock):
   """The steps of `epoch` from `step` on: (state, metrics accumulated, step). Sets
   summary["startup_seconds"] at this session's first step; on a stop signal before the
   epoch's last step saves a checkpoint and raises Interrupted."""
@@ -255,6 +305,7 @@ def _train_epoch(run: _Run, dmap, rstate, rmetrics, epoch: int, step: int, stop:
     if stop.received and step % spe:  # At the epoch's end, `_train` evaluates first.
       _interrupt(dmap, rstate, rmetrics, step, ckpts, stop)
     progress(step)
+    profile(step, rmetrics)
   return rstate, rmetrics, step
 
 
@@ -279,9 +330,11 @@ def _evaluation_record(run: _Run, dmap, rstate, rmetrics, step: int, epoch_start
   _check_finite(train, ckpts)
   record = {"step": step, "epoch": step // run.periods.steps_per_epoch,
             "train_loss": float(train["loss"]), "train_accuracy": float(train["accuracy"])}
+  weights = [("", rstate)] + ([("ema_", _ema(rstate))] if run.config.optimizer.ema_decay else [])
   for split, images, labels in _curve_splits(run.dataset, run.config.test_curves):
-    result = evaluate(dmap, rstate, images, labels, run.config.data.eval_batch_size, split)
-    record.update({k: result[k] for k in (f"{split}_loss", f"{split}_accuracy")})
+    for prefix, evaluated in weights:
+      result = evaluate(dmap, evaluated, images, labels, run.config.data.eval_batch_size, split)
+      record.update({prefix + k: result[k] for k in (f"{split}_loss", f"{split}_accuracy")})
   record.update({
       "learning_rate": float(lr_schedule(step - 1)), "grad_norm": float(train["grad_norm"]),
       "images_per_second": (step - epoch_start_step) * run.batch_size / epoch_seconds,
@@ -289,6 +342,11 @@ def _evaluation_record(run: _Run, dmap, rstate, rmetrics, step: int, epoch_start
       "wall_seconds": clock.wall(),
   })
   return record
+
+
+def _ema(state):
+  """`state` whose weights and statistics are its moving average's."""
+  return state.replace(params=state.ema["params"], batch_stats=state.ema["batch_stats"])
 
 
 def _check_finite(train_metrics: dict, ckpts: Checkpoints) -> None:
@@ -309,15 +367,21 @@ def _curve_splits(dataset, test_curves: bool) -> list[tuple[str, Any, Any]]:
   return splits
 
 
-def _test_results(dmap, rstate, ckpts: Checkpoints, dataset, batch_size: int) -> dict:
-  """Test loss and accuracy of the delivered (selected) model and of the last parameters."""
-  final = evaluate(dmap, rstate, dataset.test_images, dataset.test_labels, batch_size)
-  selected = final
+def _test_results(dmap, rstate, ckpts: Checkpoints, dataset, config) -> dict:
+  """Test loss and accuracy of the delivered (selected) model and of the last parameters
+  (and of the last moving average, where the run keeps one)."""
+  test = functools.partial(evaluate, dmap, images=dataset.test_images, labels=dataset.test_labels,
+                           batch_size=config.data.eval_batch_size)
+  final = test(rstate)
+  out = {"final_test_accuracy": final["test_accuracy"], "final_test_loss": final["test_loss"]}
+  if config.optimizer.ema_decay:
+    final_ema = test(_ema(rstate))
+    out.update(final_ema_test_accuracy=final_ema["test_accuracy"],
+               final_ema_test_loss=final_ema["test_loss"])
+  selected = final_ema if config_lib.delivers_ema(config) else final
   if ckpts.selected_step() != ckpts.latest_step():
     target = {"state": dmap.unreplicate(rstate), "epoch_metrics": steps.TrainMetrics.empty()}
-    restored = ckpts.restore_selected(target)["state"]
-    selected = evaluate(dmap, dmap.replicate(restored), dataset.test_images,
-                        dataset.test_labels, batch_size)
-  return {"test_accuracy": selected["test_accuracy"], "test_loss": selected["test_loss"],
-          "final_test_accuracy": final["test_accuracy"], "final_test_loss": final["test_loss"],
+    restored = dmap.replicate(ckpts.restore_selected(target)["state"])
+    selected = test(_ema(restored) if config_lib.delivers_ema(config) else restored)
+  return {"test_accuracy": selected["test_accuracy"], "test_loss": selected["test_loss"], **out,
           "selected_step": ckpts.selected_step()}

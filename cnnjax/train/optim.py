@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import optax
 
+from cnnjax import tree_paths
+
 
 def learning_rate_schedule(o, steps_per_epoch: int, num_epochs: int) -> optax.Schedule:
   total = steps_per_epoch * num_epochs
@@ -32,4 +34,8 @@ def create_optimizer(o, steps_per_epoch: int, num_epochs: int):
       opt = optax.chain(optax.add_decayed_weights(o.weight_decay), opt)
   if o.grad_clip_norm:
     opt = optax.chain(optax.clip_by_global_norm(o.grad_clip_norm), opt)
+  if o.frozen:  # No update at all: the parameters stay bit for bit what they were.
+    opt = optax.multi_transform(
+        {"trained": opt, "frozen": optax.set_to_zero()},
+        lambda params: tree_paths.labels(params, o.frozen, "frozen", "trained"))
   return opt, schedule

@@ -69,6 +69,8 @@ def _step_functions(config, num_classes: int):
       _train_and_accumulate, num_classes=num_classes, label_smoothing=config.label_smoothing,
       mean=config.data.mean, std=config.data.std, augment_shift=config.data.augment_shift,
       augment_rotate=config.data.augment_rotate, augment_scale=config.data.augment_scale,
+      mixup_alpha=config.data.mixup_alpha, cutmix_alpha=config.data.cutmix_alpha,
+      accumulate_steps=config.accumulate_steps, ema_decay=config.optimizer.ema_decay,
       axis_name=AXIS)
   evaluate = functools.partial(_eval_and_accumulate, mean=config.data.mean, std=config.data.std)
   return train, evaluate

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import jax
+
 
 @dataclasses.dataclass(frozen=True)
 class Periods:
@@ -55,3 +57,32 @@ class ProgressLine:
     print(f"epoch {epoch + 1}/{total // spe}  step {step - epoch * spe}/{spe}  "
           f"{rate:,.0f} img/s  eta {eta:.0f}s", flush=True)
     self.restart(step)
+
+
+class Profile:
+  """A jax.profiler trace of `num_steps` steps after the first `start_step`
+  (config.profile) in `directory`, where TensorBoard's profile plugin reads it; what
+  CLU's periodic_actions.Profile does, without the TensorFlow that module imports. With
+  0 steps it does nothing."""
+
+  def __init__(self, profile_config, directory):
+    self.start, self.num_steps = profile_config.start_step, profile_config.num_steps
+    self.directory, self.tracing = directory, False
+
+  def __call__(self, step: int, pending) -> None:
+    """After `step` steps of the run; `pending` holds the outputs of the last one."""
+    if not self.num_steps:
+      return
+    if step == self.start and not self.tracing:
+      jax.block_until_ready(pending)  # The steps before stay out of the trace.
+      jax.profiler.start_trace(str(self.directory))
+      self.tracing = True
+    elif self.tracing and step == self.start + self.num_steps:
+      self.close(pending)
+
+  def close(self, pending=None) -> None:
+    """Ends a trace under way (at its last step, or when the run stops inside it)."""
+    if self.tracing:
+      jax.block_until_ready(pending)
+      jax.profiler.stop_trace()
+      self.tracing = False

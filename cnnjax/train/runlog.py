@@ -21,8 +21,8 @@ from cnnjax.train import distributed
 def selection_score(record: dict, rule: str) -> float:
   """How good an evaluated epoch is under checkpoint.select (higher is better); "last"
   prefers the latest. Never reads a test metric."""
-  if rule == "val_accuracy":
-    return record["val_accuracy"]
+  if rule in ("val_accuracy", "ema_val_accuracy"):
+    return record[rule]
   if rule == "train_loss":
     return -record["train_loss"]
   return record["step"]
@@ -110,7 +110,7 @@ def summary_start(run, state) -> dict[str, Any]:
 
 def epoch_line(record: dict) -> str:
   parts = [f"{split} loss {record[split + '_loss']:.4f} acc {record[split + '_accuracy']:.4f}"
-           for split in ("train", "val", "test") if split + "_loss" in record]
+           for split in ("train", "val", "test", "ema_val", "ema_test") if split + "_loss" in record]
   return "  ".join(parts + [f"{record['images_per_second']:,.0f} img/s"])
 
 
@@ -137,4 +137,7 @@ def summary_metrics(history: list[dict], batch_size: int, rule: str) -> dict[str
   if "val_accuracy" in last:
     out.update(val_accuracy=selected["val_accuracy"], val_loss=selected["val_loss"],
                best_val_accuracy=max(r["val_accuracy"] for r in history))
+  if "ema_val_accuracy" in last:
+    out.update(ema_val_accuracy=selected["ema_val_accuracy"], ema_val_loss=selected["ema_val_loss"],
+               best_ema_val_accuracy=max(r["ema_val_accuracy"] for r in history))
   return out

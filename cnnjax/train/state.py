@@ -7,36 +7,47 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import linen as nn
+from flax import struct
 from flax.training import train_state
 
 
 class TrainState(train_state.TrainState):
   batch_stats: Any  # BatchNorm running statistics ({} for models without BatchNorm).
   rng: jax.Array  # Base key of dropout and augmentation; each step folds in its number.
+  # The moving average of {"params", "batch_stats"} (config.optimizer.ema_decay); {} = off.
+  ema: Any = struct.field(default_factory=dict)
 
 
-def _create_fn(model: nn.Module, input_shape, tx: optax.GradientTransformation):
+def with_ema(state: TrainState) -> TrainState:
+  """`state` whose moving average starts at its parameters and statistics."""
+  return state.replace(ema={"params": state.params, "batch_stats": state.batch_stats})
+
+
+def _create_fn(model: nn.Module, input_shape, tx: optax.GradientTransformation, ema: bool):
   def create(seed):
     init_key, run_key = jax.random.split(jax.random.PRNGKey(seed))
     variables = model.init(init_key, jnp.zeros((1, *input_shape), jnp.float32), train=False)
-    return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
-                             batch_stats=variables.get("batch_stats", {}), rng=run_key)
+    state = TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
+                              batch_stats=variables.get("batch_stats", {}), rng=run_key)
+    return with_ema(state) if ema else state
   return create
 
 
 def create_train_state(model: nn.Module, input_shape, tx: optax.GradientTransformation,
-                       seed: int) -> TrainState:
-  """Initial state on the default device; `seed` fixes both init and the run's key."""
+                       seed: int, ema: bool = False) -> TrainState:
+  """Initial state on the default device; `seed` fixes both init and the run's key; with
+  `ema`, a moving average of the weights that starts at them."""
   # One compilation instead of one per op run eagerly, and without XLA's optimizations:
   # this runs once, and optimizing its random number code is slow on a CPU
   # (docs/performance.md); the values agree with the optimized build up to rounding
   # (tests/test_train.py).
-  create = _create_fn(model, input_shape, tx)
+  create = _create_fn(model, input_shape, tx, ema)
   compiled = jax.jit(create).lower(seed).compile({"xla_backend_optimization_level": 0})
   return compiled(seed)
 
 
-def train_state_shapes(model: nn.Module, input_shape, tx: optax.GradientTransformation) -> TrainState:
+def train_state_shapes(model: nn.Module, input_shape, tx: optax.GradientTransformation,
+                       ema: bool = False) -> TrainState:
   """The state `create_train_state` makes, as shapes and dtypes (jax.ShapeDtypeStruct
   leaves): traced, nothing computed or compiled."""
-  return jax.eval_shape(_create_fn(model, input_shape, tx), 0)
+  return jax.eval_shape(_create_fn(model, input_shape, tx, ema), 0)

@@ -14,7 +14,7 @@ from clu import metrics as clu_metrics
 from flax import struct
 
 from cnnjax.data import transforms
-from cnnjax.models.layers import example_keys
+from cnnjax.models.layers import example_ids, example_keys, micro_batch
 
 
 @struct.dataclass
@@ -67,10 +67,29 @@ def forward(apply_fn, variables, images, *, mean: float, std: float, capture: bo
   return logits, {k: v[0] for k, v in state.get("features", {}).items()}
 
 
+def _mixed(x, targets, key, axis_name, mixup_alpha: float, cutmix_alpha: float):
+  """Mixup/CutMix of this device's examples, each with a partner from the global batch: a
+  permutation of the global batch drawn from the step's key (the same on every device)
+  and per-example weights from keys of their global positions, so the mixing does not
+  depend on how the batch is split over devices."""
+  n = x.shape[0]
+  everyone = (x, targets)
+  if axis_name:
+    everyone = jax.tree.map(lambda a: jax.lax.all_gather(a, axis_name, tiled=True), everyone)
+  ids = example_ids(n, axis_name)
+  partners = jax.random.permutation(jax.random.fold_in(key, 0), everyone[0].shape[0])[ids]
+  keys = example_keys(jax.random.fold_in(key, 1), n, axis_name)
+  return transforms.mix(x, targets, everyone[0][partners], everyone[1][partners], keys,
+                        mixup_alpha, cutmix_alpha)
+
+
 def train_step(state, batch, *, num_classes: int, label_smoothing: float, mean: float,
                std: float, augment_shift: int, axis_name, augment_rotate: float = 0.0,
-               augment_scale: float = 0.0):
-  """One optimizer step on this device's slice of the global batch.
+               augment_scale: float = 0.0, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0,
+               accumulate_steps: int = 1, ema_decay: float = 0.0):
+  """One optimizer step on this device's slice of the global batch (in `accumulate_steps`
+  micro-batches whose gradients add up to the batch's); the moving average of the weights
+  follows with `ema_decay`.
 
   Returns the new state and the step's metrics (already combined over devices).
   """
@@ -86,6 +105,9 @@ def train_step(state, batch, *, num_classes: int, label_smoothing: float, mean: 
     x = transforms.random_rotate_scale(x, keys, augment_rotate, augment_scale,
                                        fill=-mean / std)  # A 0 pixel, standardised.
   targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
+  if mixup_alpha or cutmix_alpha:
+    x, targets = _mixed(x, targets, jax.random.fold_in(augment_key, 2), axis_name,
+                        mixup_alpha, cutmix_alpha)
 
   mask = batch.get("mask")  # Present when config.pad_batch padded the global batch.
   if mask is not None:
@@ -95,21 +117,31 @@ def train_step(state, batch, *, num_classes: int, label_smoothing: float, mean: 
     real = jnp.sum(mask)
     real = jax.lax.psum(real, axis_name) if axis_name else real
 
-  padding = {} if mask is None else {"mask": mask}  # For the model's batch statistics.
-
-  def loss_fn(params):
-    logits, updates = state.apply_fn(_variables(state, params), x, train=True, **padding,
+  def loss_fn(params, batch_stats, x, targets, mask, share):
+    """This part's loss: its share (`share` of this device's examples) of the device's."""
+    padding = {} if mask is None else {"mask": mask}  # For the model's batch statistics.
+    variables = {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
+    logits, updates = state.apply_fn(variables, x, train=True, **padding,
                                      rngs={"dropout": dropout_key}, mutable=["batch_stats"])
     losses = optax.softmax_cross_entropy(logits, targets)
     if mask is None:
-      return losses.mean(), (losses, logits, updates)
+      return losses.mean() * share, (losses, logits, updates)
     return jnp.sum(jnp.where(mask, losses, 0.0)) * devices / real, (losses, logits, updates)
 
-  grads, (losses, logits, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
+  grad_fn = jax.grad(loss_fn, has_aux=True)
+  if accumulate_steps == 1:
+    grads, (losses, logits, updates) = grad_fn(state.params, state.batch_stats, x, targets,
+                                               mask, 1)
+  else:
+    grads, (losses, logits, updates) = _accumulated(grad_fn, state, x, targets, mask,
+                                                    accumulate_steps)
   if axis_name:
     grads = jax.lax.pmean(grads, axis_name)
   new_state = state.apply_gradients(grads=grads,
                                     batch_stats=updates.get("batch_stats", state.batch_stats))
+  if ema_decay:
+    average = {"params": new_state.params, "batch_stats": new_state.batch_stats}
+    new_state = new_state.replace(ema=optax.incremental_update(average, state.ema, 1 - ema_decay))
   grad_norm = optax.tree.norm(grads)  # optax.global_norm, by its current name.
   finite = jnp.isfinite(jnp.sum(losses if mask is None else jnp.where(mask, losses, 0.0)))
   finite &= jnp.isfinite(grad_norm)
@@ -120,6 +152,27 @@ def train_step(state, batch, *, num_classes: int, label_smoothing: float, mean: 
   step_metrics = TrainMetrics.gather_from_model_output(axis_name=axis_name, **outputs) \
       if axis_name else TrainMetrics.single_from_model_output(**outputs)
   return new_state, step_metrics
+
+
+def _accumulated(grad_fn, state, x, targets, mask, k: int):
+  """The gradient of this device's batch as the sum of its `k` micro-batches' (a scan: one
+  micro-batch's activations live at a time), with their losses and logits in batch order.
+  Models without BatchNorm only (config.validate_accumulation): its statistics would be
+  each micro-batch's, not the batch's."""
+  parts = jax.tree.map(lambda a: a.reshape((k, a.shape[0] // k, *a.shape[1:])),
+                       {"x": x, "targets": targets, "mask": mask})
+
+  def add(grads, part):
+    index, part = part
+    with micro_batch(index, k):
+      g, aux = grad_fn(state.params, state.batch_stats, part["x"], part["targets"],
+                       part["mask"], 1 / k)
+    return jax.tree.map(jnp.add, grads, g), aux
+
+  zeros = jax.tree.map(jnp.zeros_like, state.params)
+  grads, (losses, logits, updates) = jax.lax.scan(add, zeros, (jnp.arange(k), parts))
+  whole = lambda a: a.reshape((-1, *a.shape[2:]))
+  return grads, (whole(losses), whole(logits), {})
 
 
 def eval_metrics(logits, labels, mask=None, *, axis_name=None) -> EvalMetrics:
