@@ -27,6 +27,9 @@ from cnnjax.runs.reader import RunRecord, find_runs, read_run
 METRICS = ("test_accuracy", "final_test_accuracy", "val_accuracy", "best_val_accuracy",
            "selected_epoch", "test_loss", "train_accuracy", "train_loss", "epochs", "steps",
            "images_per_second", "wall_seconds")
+# Shown where some run has them: the moving average's figures, and the checkpoint step
+# and content hash a run started from (config.init).
+OPTIONAL = ("ema_val_accuracy", "final_ema_test_accuracy", "init_step", "init_sha256")
 INFO = ("run", "status", "started", "duration")
 _OPS = {">=": operator.ge, "<=": operator.le, "!=": operator.ne, "==": operator.eq,
         ">": operator.gt, "<": operator.lt, "=": operator.eq}
@@ -242,8 +245,17 @@ def build_table(records: Sequence[tuple[str, RunRecord]], all_params: bool = Fal
            "duration": _duration(record.summary.get("wall_seconds")), "error": record.error}
     row.update({k: tuple(v) if isinstance(v, list) else v for k, v in p.items() if k in keys})
     row.update({m: record.summary.get(m) for m in METRICS})
+    row.update(_optional(record))
     rows.append(row)
-  return Table(list(INFO) + keys + list(METRICS), rows)
+  optional = [c for c in OPTIONAL if any(r.get(c) is not None for r in rows)]
+  return Table(list(INFO) + keys + list(METRICS) + optional, rows)
+
+
+def _optional(record: RunRecord) -> dict[str, Any]:
+  init = (record.run or {}).get("init") or {}
+  return {"ema_val_accuracy": record.summary.get("ema_val_accuracy"),
+          "final_ema_test_accuracy": record.summary.get("final_ema_test_accuracy"),
+          "init_step": init.get("step"), "init_sha256": (init.get("sha256") or "")[:12] or None}
 
 
 def _group_name(names: Sequence[str], field: str) -> str:

@@ -109,6 +109,16 @@ def _train(config, workdir: Path, wall_start: float, cpu_origin: str,
                                      config.num_epochs)
   dmap = parallel.DeviceMap(config.parallel, run.devices, config, run.dataset.num_classes)
   _compile_ahead(run, dmap, tx)
+  try:
+    return _session(run, dmap, tx, lr_schedule, workdir, wall_start, cpu_origin, origins)
+  finally:
+    dmap.finish_compiling()  # Python aborts at exit with that thread still in XLA.
+
+
+def _session(run: _Run, dmap, tx, lr_schedule, workdir: Path, wall_start: float, cpu_origin: str,
+             origins: dict[str, str]) -> dict[str, Any]:
+  """This session of the run: its records, the state to start from, the epochs left."""
+  config = run.config
   if distributed.is_writer():
     _write_records(run, workdir, cpu_origin, origins)
   ckpts = Checkpoints(workdir, config.checkpoint.keep)

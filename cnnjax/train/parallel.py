@@ -101,6 +101,7 @@ class DeviceMap:
     self.mesh = Mesh(np.array(self.devices if self.processes == 1 else jax.devices()), (AXIS,))
     self._local_mesh = Mesh(np.array(self.devices), (AXIS,))
     self._train_compiled = None  # Set by compile_ahead's thread; waited for once.
+    self._compiling = None  # That thread.
     train, evaluate = _step_functions(config, num_classes)
     if mode == "pmap":
       # With several processes pmap spans every process's local devices.
@@ -153,8 +154,15 @@ class DeviceMap:
           pass  # The step compiles again when used and raises it where the run reports errors.
         train_compiled.set()
 
-    threading.Thread(target=compile_all, args=(self._train_compiled,), name="compile-ahead",
-                     daemon=True).start()
+    self._compiling = threading.Thread(target=compile_all, args=(self._train_compiled,),
+                                       name="compile-ahead", daemon=True)
+    self._compiling.start()
+
+  def finish_compiling(self) -> None:
+    """Waits for `compile_ahead`'s thread: a process that ends (an error before the first
+    step, say) while it is inside XLA's compiler is aborted by the C++ runtime."""
+    if self._compiling is not None:
+      self._compiling.join()
 
   def train_step(self, state, metrics, batch):
     if self._train_compiled is not None:
