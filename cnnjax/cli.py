@@ -1,6 +1,7 @@
 """The `cnnjax` command (also `python -m cnnjax`): one parser, one subcommand per task.
 
   cnnjax train --config configs/mnist.py --workdir runs/x [--params params.yaml] [--config.FIELD=VALUE ...]
+  cnnjax plan configs/mnist.py [--memory-limit 2GiB] [--config.FIELD=VALUE ...]
   cnnjax exp show|diff|plot|reproduce ...   cnnjax sweep EXPERIMENT.py ...
   cnnjax viz|predict|eval RUN ...           cnnjax data convert ...   cnnjax dvc init ...
 
@@ -49,6 +50,13 @@ def parser() -> argparse.ArgumentParser:
                      help="config file (get_config([ARG])), e.g. configs/mnist.py")
   train.add_argument("--workdir", required=True, help="run directory: records, metrics, checkpoints")
   train.set_defaults(handler=_train, overrides=True)
+  plan = add("plan", "compile a config's train step without training: parameters, FLOPs, "
+                     "memory per device, compile time", True)
+  plan.add_argument("config", metavar="FILE.py[:ARG]", help="config file, e.g. configs/mnist.py")
+  plan.add_argument("--memory-limit", metavar="SIZE", help="exit 2 when the step needs more per "
+                    "device, e.g. 2GiB")
+  plan.add_argument("--json", action="store_true", help="the figures as JSON")
+  plan.set_defaults(handler=_plan, overrides=True)
   _exp_parsers(add("exp", "compare, plot and reproduce runs").add_subparsers(
       dest="action", required=True, metavar="ACTION"), common, with_params)
   _sweep_parser(add("sweep", "train every point of an experiment file, each in its own run "
@@ -125,6 +133,8 @@ def _sweep_parser(sweep) -> None:
   sweep.add_argument("--time", type=int, metavar="MINUTES", help="slurm: time limit per task")
   sweep.add_argument("--retry-failed", action="store_true", help="train failed points again")
   sweep.add_argument("--dry-run", action="store_true", help="list the points only")
+  sweep.add_argument("--plan", action="store_true", help="with --dry-run: compile each point's "
+                     "train step and print its parameters, FLOPs, memory (as `cnnjax plan`)")
   sweep.add_argument("--seeds", type=int, default=0, metavar="N",
                      help="repeat every point with seeds 0..N-1 (config.seed)")
   sweep.set_defaults(handler=_sweep, overrides=True)
@@ -219,6 +229,17 @@ def _reproduce(args) -> int:
   report = reproduce.reproduce(args.run, args.workdir, _overrides(args))
   print(reproduce.format_report(report))
   return 0 if report["exact"] else 1
+
+
+def _plan(args) -> int:
+  from cnnjax import config as config_lib
+  from cnnjax.train import plan
+  limit = plan.parse_bytes(args.memory_limit) if args.memory_limit else None
+  result = plan.plan(config_lib.load(args.config, _overrides(args)))
+  print(json.dumps(result.as_dict(), indent=2) if args.json else plan.format_plan(result))
+  if limit is not None:
+    plan.check_limit(result, limit)
+  return 0
 
 
 def _sweep(args) -> int:

@@ -169,8 +169,11 @@ def command(args, overrides: dict[str, Any]) -> int:
   root = Path(args.root or f"runs/{Path(args.experiment).stem}")
   if args.dry_run:
     for p in points:
-      point_config(experiment.base, p, overrides)  # Bad fields fail here, before training.
-      print(f"{root}/{point_name(p)}  {json.dumps(p, default=str)}")
+      config = point_config(experiment.base, p, overrides)  # Bad fields fail here.
+      print(f"{root}/{point_name(p)}  {json.dumps(p, default=str)}", flush=True)
+      if getattr(args, "plan", False):
+        from cnnjax.train import plan
+        print("  " + plan.one_line(plan.plan(config)), flush=True)
     return 0
   launcher = launchers.make(args.launcher, root, _launch_options(args, experiment.launch))
   try:

@@ -104,7 +104,7 @@ class _Run:
 
 def _train(config, workdir: Path, wall_start: float, cpu_origin: str,
            origins: dict[str, str]) -> dict[str, Any]:
-  run = _setup(config, cpu_origin, workdir)
+  run = prepare(config, cpu_origin, workdir)
   tx, lr_schedule = create_optimizer(config.optimizer, run.periods.steps_per_epoch,
                                      config.num_epochs)
   dmap = parallel.DeviceMap(config.parallel, run.devices, config, run.dataset.num_classes)
@@ -188,9 +188,10 @@ def _epochs(run: _Run, dmap, state, epoch_metrics, stop: signals.StopSignals, ck
   return rstate
 
 
-def _setup(config, cpu_origin: str, workdir: Path) -> _Run:
+def prepare(config, cpu_origin: str, workdir: Path | None = None) -> _Run:
   """Checks what the config asks of the devices and data, and builds the model (and
-  reads what config.init starts it from, unless `workdir` holds a checkpoint to resume)."""
+  reads what config.init starts it from, unless `workdir` holds a checkpoint to resume):
+  what training and `cnnjax plan` start from."""
   if jax.process_count() > 1 and config.num_devices:
     raise ConfigError("num_devices", "must be 0 (all local devices) with several processes")
   devices = parallel.select_devices(config.num_devices, cpu_origin)
@@ -210,12 +211,15 @@ def _setup(config, cpu_origin: str, workdir: Path) -> _Run:
     raise ConfigError("pad_batch", f"model {config.model.name!r} takes no mask (its __call__ has "
                       f"no `mask` argument) for the padding of its batch statistics")
   spe = pipeline.steps_per_epoch(len(dataset.train_labels), batch_size)
+  if not spe:
+    raise ConfigError("batch_size", f"{batch_size} is more than the {len(dataset.train_labels)} "
+                      f"training examples of {dataset.location}: no batch to train on")
   periods = periodic.Periods.from_config(config, spe)
   fresh = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *dataset.input_shape)),
                                             train=False))
   _check_techniques(config, dataset, fresh, padded_batch // (len(devices) * jax.process_count()),
                     periods)
-  resuming = any(p.name.isdigit() for p in (workdir / "checkpoints").glob("*"))
+  resuming = workdir is not None and any(p.name.isdigit() for p in (workdir / "checkpoints").glob("*"))
   initial = None if resuming else transfer.load(config.init, fresh)
   return _Run(config, devices, dataset, model, rule, batch_size, padded_batch, periods,
               allocator, initial)
@@ -251,8 +255,8 @@ def _check_techniques(config, dataset, fresh: dict, device_batch: int,
                       f"steps")
 
 
-def _compile_ahead(run: _Run, dmap: parallel.DeviceMap, tx) -> None:
-  """Starts compiling the train and eval steps while the host does the rest of the set-up."""
+def first_batches(run: _Run, dmap: parallel.DeviceMap) -> tuple[dict, dict]:
+  """This process's first train and eval batches: what the steps compile for."""
   dataset, config = run.dataset, run.config
   train_batch = pipeline.first_train_batch(dataset.train_images, dataset.train_labels,
                                            run.batch_size, run.padded_batch,
@@ -260,9 +264,19 @@ def _compile_ahead(run: _Run, dmap: parallel.DeviceMap, tx) -> None:
   eval_size = _eval_batch_size(dmap, config.data.eval_batch_size)
   eval_batch = pipeline.first_eval_batch(dataset.test_images, dataset.test_labels, eval_size,
                                          distributed.process_slice(eval_size))
-  ema = bool(config.optimizer.ema_decay)
-  dmap.compile_ahead(train_state_shapes(run.model, dataset.input_shape, tx, ema),
-                     steps.TrainMetrics.empty(), train_batch, eval_batch)
+  return train_batch, eval_batch
+
+
+def state_shapes(run: _Run, tx):
+  """The train state of `run` as shapes (its moving average included where it keeps one)."""
+  return train_state_shapes(run.model, run.dataset.input_shape, tx,
+                            bool(run.config.optimizer.ema_decay))
+
+
+def _compile_ahead(run: _Run, dmap: parallel.DeviceMap, tx) -> None:
+  """Starts compiling the train and eval steps while the host does the rest of the set-up."""
+  train_batch, eval_batch = first_batches(run, dmap)
+  dmap.compile_ahead(state_shapes(run, tx), steps.TrainMetrics.empty(), train_batch, eval_batch)
 
 
 def _write_records(run: _Run, workdir: Path, cpu_origin: str, origins: dict[str, str]) -> None:

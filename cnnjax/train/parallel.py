@@ -140,16 +140,16 @@ class DeviceMap:
     does nothing."""
     if self.processes > 1:
       return
-    state = self.replicated_shapes(state)
-    jobs = [(self._train_step, (state, self.replicated_shapes(metrics), self.split(train_batch)))]
+    jobs = [self.lowered_train_step(state, metrics, train_batch)]
     if eval_batch is not None:
-      jobs.append((self._eval_step, (state, self.eval_metrics(), self.split(eval_batch))))
+      jobs.append(functools.partial(self._eval_step.lower, self.replicated_shapes(state),
+                                    self.eval_metrics(), self.split(eval_batch)))
     self._train_compiled = threading.Event()
 
     def compile_all(train_compiled: threading.Event):
-      for step, args in jobs:
+      for lower in jobs:
         try:
-          step.lower(*args).compile()
+          lower().compile()
         except Exception:  # pylint: disable=broad-except
           pass  # The step compiles again when used and raises it where the run reports errors.
         train_compiled.set()
@@ -157,6 +157,13 @@ class DeviceMap:
     self._compiling = threading.Thread(target=compile_all, args=(self._train_compiled,),
                                        name="compile-ahead", daemon=True)
     self._compiling.start()
+
+  def lowered_train_step(self, state, metrics, train_batch):
+    """A function that lowers the train step for a state, train metrics and a global
+    batch like these (as `compile_ahead` takes them): `fn().compile()` is the program
+    the devices run, with XLA's cost and memory analyses."""
+    return functools.partial(self._train_step.lower, self.replicated_shapes(state),
+                             self.replicated_shapes(metrics), self.split(train_batch))
 
   def finish_compiling(self) -> None:
     """Waits for `compile_ahead`'s thread: a process that ends (an error before the first
