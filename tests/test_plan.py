@@ -50,7 +50,7 @@ def test_a_step_over_the_memory_limit_exits_2_naming_the_batch_size(tiny_data_di
   assert "config.accumulate_steps" in err  # The talk CNN has no BatchNorm: it can accumulate.
   assert cli.main(args + ["--memory-limit", "4GiB", "--json"]) == 0
   figures = json.loads(capsys.readouterr().out)
-  assert figures["peak_bytes"] < 4 * 2**30 and figures["params"] == 9098
+  assert figures["peak_bytes"] < 4 * 2**30 and figures["params"] == 2698
   assert cli.main(args + ["--memory-limit", "lots"]) == 2
 
 
