@@ -20,7 +20,7 @@ from cnnjax import config as config_lib
 from cnnjax import models
 from cnnjax.data import pipeline
 from cnnjax.errors import CheckpointError, UsageError
-from cnnjax.runs.checkpoints import Checkpoints, as_target, mismatches
+from cnnjax.runs.checkpoints import as_target, delivered_variables, mismatches
 from cnnjax.runs.reader import read_run
 from cnnjax.train import steps
 
@@ -87,8 +87,7 @@ def load_run(path: str | Path, checkpoint: str = "selected") -> LoadedRun:
   model = models.build(config.model, num_classes, input_shape)
   expected = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *input_shape))))
   expected = {k: v for k, v in expected.items() if k in ("params", "batch_stats")}
-  step, arrays = Checkpoints.reader(Path(path)).restore_arrays(checkpoint)
-  saved = arrays["state"]["ema"] if config_lib.delivers_ema(config) else arrays["state"]
+  step, saved = delivered_variables(Path(path), checkpoint)
   variables = {k: saved[k] for k in expected}
   wrong = mismatches(variables, expected)
   if wrong:

@@ -109,6 +109,20 @@ def test_misspelt_override_suggests_the_closest_field():
     ("num_devices", -1, r"config\.num_devices: must be >= 0"),
     ("checkpoint.select", "test_accuracy", r"config\.checkpoint\.select: 'test_accuracy' is not one"),
     ("data.validation_examples", -1, r"config\.data\.validation_examples: must be >= 0"),
+    ("model.dtype", "float16", r"config\.model\.dtype: 'float16' is not supported: .* use "
+                               r"'bfloat16'"),
+    ("accumulate_steps", 0, r"config\.accumulate_steps: must be >= 1"),
+    ("data.mixup_alpha", -0.2, r"config\.data\.mixup_alpha: must be >= 0 \(0 = off\), got -0\.2"),
+    ("data.cutmix_alpha", float("nan"), r"config\.data\.cutmix_alpha: must be >= 0"),
+    ("data.classes", (3, 3), r"config\.data\.classes: needs two or more different labels"),
+    ("optimizer.ema_decay", 1.0, r"config\.optimizer\.ema_decay: must be in \[0, 1\)"),
+    ("checkpoint.select", "ema_val_accuracy", r"config\.checkpoint\.select: 'ema_val_accuracy' "
+                                              r"needs the moving average"),
+    ("init.checkpoint", "best", r"config\.init\.checkpoint: 'best' is neither 'selected', "
+                                r"'latest' nor a step number"),
+    ("init.skip", ("classifier",), r"config\.init\.skip: skips parameters of config\.init\."
+                                   r"from_run, which is not set"),
+    ("profile.num_steps", -1, r"config\.profile\.num_steps: must be >= 0"),
 ])
 def test_impossible_values_fail_validation_naming_the_field(field, value, message):
   config = config_lib.load(str(ROOT / "configs" / "mnist.py"), {field: value})

@@ -20,6 +20,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from cnnjax import tree_paths
+from cnnjax.files import read_json
 from cnnjax.errors import CheckpointError
 from cnnjax.runs.failpoints import pause_point
 
@@ -157,3 +158,15 @@ class Checkpoints:
     for manager in (self._latest, self._selected):
       manager.wait_until_finished()
       manager.close()
+
+
+def delivered_variables(workdir: Path, which: str = "selected") -> tuple[int, dict]:
+  """(step, {"params", "batch_stats"} as numpy arrays) of a run's `which` checkpoint
+  ("selected", "latest" or a kept step) as the run delivers its model: the moving average
+  of the weights where its config.checkpoint.select is "ema_val_accuracy"."""
+  config = read_json(workdir / "config.json") or {}
+  step, arrays = Checkpoints.reader(workdir).restore_arrays(which)
+  state = arrays["state"]
+  if config.get("checkpoint", {}).get("select") == "ema_val_accuracy":
+    state = state["ema"]
+  return step, {k: state.get(k, {}) for k in ("params", "batch_stats")}

@@ -16,7 +16,8 @@ import jax
 import numpy as np
 
 from cnnjax import tree_paths
-from cnnjax.errors import CheckpointError, ConfigError, UsageError
+from cnnjax.errors import CheckpointError, ConfigError
+from cnnjax.runs import checkpoints
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,22 +31,19 @@ class Initial:
 def load(init_config, fresh) -> Initial | None:
   """The starting variables config.init asks for, in the structure of `fresh` (the new
   model's {"params", "batch_stats"}, arrays or shapes); None when it asks for none."""
-  from cnnjax.loaded import load_run
   if not init_config.from_run:
     return None
   source = Path(init_config.from_run)
   if not (source / "config.json").is_file():
     raise ConfigError("init.from_run", f"{str(source)!r} is not a run directory (no config.json)")
   try:
-    run = load_run(source, init_config.checkpoint)
+    step, variables = checkpoints.delivered_variables(source, init_config.checkpoint)
   except CheckpointError as e:
     raise ConfigError("init.checkpoint", str(e)) from e
-  except UsageError as e:
-    raise ConfigError("init.from_run", str(e)) from e
   tree_paths.check_patterns(fresh, init_config.skip, "init.skip", collections=True)
   out, wrong, skipped, digest = [], [], [], hashlib.sha256()
   for collection in ("batch_stats", "params"):  # The order of their dict's leaves.
-    loaded = tree_paths.leaves(run.variables.get(collection, {}))
+    loaded = tree_paths.leaves(variables[collection])
     for path, leaf in tree_paths.leaves(fresh.get(collection, {})).items():
       if tree_paths.matches(path, init_config.skip):
         out.append(leaf)
@@ -65,7 +63,7 @@ def load(init_config, fresh) -> Initial | None:
                       f"not fit this model; add the parameters to config.init.skip to start "
                       f"them fresh: " + "; ".join(wrong))
   record = {"from_run": str(source.resolve()), "checkpoint": init_config.checkpoint,
-            "step": run.step, "sha256": digest.hexdigest(), "skipped": skipped,
+            "step": step, "sha256": digest.hexdigest(), "skipped": skipped,
             "loaded": len(out) - len(skipped)}
   fresh = {"params": fresh["params"], "batch_stats": fresh.get("batch_stats", {})}
   return Initial(jax.tree.unflatten(jax.tree.structure(fresh), out), record)
