@@ -11,7 +11,7 @@ from cnnjax import tree_paths
 from cnnjax.data import transforms
 from cnnjax.errors import ConfigError
 from cnnjax.train import loop
-from helpers import NUM_DEVICES, ROOT, synthetic_digits, train_steps
+from helpers import NUM_DEVICES, synthetic_digits, train_steps
 
 SHAPE = (12, 12, 1)
 

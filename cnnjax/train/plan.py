@@ -12,7 +12,6 @@ import dataclasses
 import re
 import time
 
-import jax
 
 from cnnjax import config as config_lib
 from cnnjax import models, runtime
