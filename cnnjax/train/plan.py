@@ -12,7 +12,6 @@ import dataclasses
 import re
 import time
 
-
 from cnnjax import config as config_lib
 from cnnjax import models, runtime
 from cnnjax.errors import ConfigError, UsageError
