@@ -11,7 +11,7 @@ from cnnjax import tree_paths
 from cnnjax.data import transforms
 from cnnjax.errors import ConfigError
 from cnnjax.train import loop
-from helpers import NUM_DEVICES, synthetic_digits, train_steps
+from helpers import NUM_DEVICES, ROOT, synthetic_digits, train_steps
 
 SHAPE = (12, 12, 1)
 
@@ -179,3 +179,20 @@ def test_data_classes_keep_and_relabel_the_classes_in_order(tiny_config):
   assert np.bincount(every(some)).tolist() == [np.sum(every(full) == c) for c in (3, 1)]
   with pytest.raises(ConfigError, match=r"config\.data\.classes: 7 is not a class of"):
     data.load(config_lib.with_overrides(tiny_config, {"data.classes": (7, 1)}).data, 0)
+
+
+def test_a_run_started_before_these_fields_existed_resumes(tmp_path):
+  """Its config.json lacks the new fields (they count as their defaults) and its
+  checkpoints lack the state's empty moving average (no leaf is missing)."""
+  from cnnjax.runs.checkpoints import Checkpoints
+  from cnnjax.runs.records import config_changes
+  new = config_lib.to_dict(config_lib.load(str(ROOT / "configs" / "tiny.py")))
+  old = {k: v for k, v in new.items() if k not in ("accumulate_steps", "init", "profile")}
+  assert config_changes(old, new) == []
+  assert config_changes(old, {**new, "accumulate_steps": 2}) == ["accumulate_steps: 1 -> 2"]
+  ckpts = Checkpoints(tmp_path, keep=1)
+  ckpts.save(3, {"state": {"params": {"w": np.arange(4.0)}}}, selected=False)
+  restored = ckpts.restore_latest({"state": {"params": {"w": np.zeros(4)}, "ema": {}}})
+  ckpts.close()
+  np.testing.assert_array_equal(restored["state"]["params"]["w"], np.arange(4.0))
+  assert restored["state"]["ema"] == {}

@@ -116,7 +116,10 @@ class Checkpoints:
       if wrong:
         raise CheckpointError(f"checkpoint {manager.directory / str(step)} does not fit this "
                               f"model ({len(wrong)} mismatched): " + "; ".join(wrong))
-    return manager.restore(step, args=ocp.args.StandardRestore(jax.device_get(target)))
+    # Read as saved and placed in `target`'s structure by path, so that a container without
+    # leaves in one and absent in the other (a state field added to cnnjax since, such as
+    # an empty moving average) is no mismatch: every leaf is checked above.
+    return as_target(manager.restore(step, args=ocp.args.StandardRestore()), target)
 
   def restore_arrays(self, which: str = "selected") -> tuple[int, dict]:
     """(step, nested dict of numpy arrays) of the selected or latest checkpoint, or of the

@@ -198,9 +198,15 @@ def _unlock(f) -> None:
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-  """'field: old -> new' for each flattened field that differs."""
-  from cnnjax.config import flatten
-  a, b = flatten(old), flatten(new)
+  """'field: old -> new' for each flattened field that differs. A field `old` lacks
+  (added to cnnjax since the run started) counts as its default."""
+  from cnnjax import config as config_lib
+  from cnnjax.errors import ConfigError
+  a, b = config_lib.flatten(old), config_lib.flatten(new)
+  try:
+    a = {**config_lib.flatten(config_lib.to_dict(config_lib.from_dict(old))), **a}
+  except ConfigError:  # A field cnnjax no longer has: reported as a change below.
+    pass
   return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
           if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES]
 
