@@ -30,6 +30,7 @@ METRICS = ("test_accuracy", "final_test_accuracy", "val_accuracy", "best_val_acc
 # Shown where some run has them: the moving average's figures, and the checkpoint step
 # and content hash a run started from (config.init).
 OPTIONAL = ("ema_val_accuracy", "final_ema_test_accuracy", "init_step", "init_sha256")
+AVERAGED_OPTIONAL = OPTIONAL[:2]  # The metrics among them (`aggregate_table`).
 INFO = ("run", "status", "started", "duration")
 _OPS = {">=": operator.ge, "<=": operator.le, "!=": operator.ne, "==": operator.eq,
         ">": operator.gt, "<": operator.lt, "=": operator.eq}
@@ -286,15 +287,17 @@ def aggregate_table(records: Sequence[tuple[str, RunRecord]], field: str = "seed
            field: tuple(full[i].get(field) for i in members)}
     row.update({k: tuple(v) if isinstance(v, list) else v
                 for k, v in params[members[0]].items() if k in keys})
-    for m in METRICS:
-      values = [records[i][1].summary.get(m) for i in members]
+    for m in METRICS + AVERAGED_OPTIONAL:
+      values = [{**records[i][1].summary, **_optional(records[i][1])}.get(m) for i in members]
       values = [v for v in values if isinstance(v, (int, float))]
       row[f"{m}_mean"] = statistics.fmean(values) if values else None
       row[f"{m}_std"] = statistics.stdev(values) if len(values) > 1 else None
     rows.append(row)
+  metrics = METRICS + tuple(m for m in AVERAGED_OPTIONAL
+                            if any(r[f"{m}_mean"] is not None for r in rows))
   columns = ["run", "n", "status", field] + keys
-  columns += [f"{m}_{part}" for m in METRICS for part in ("mean", "std")]
-  return Table(columns, rows, aggregated=METRICS)
+  columns += [f"{m}_{part}" for m in metrics for part in ("mean", "std")]
+  return Table(columns, rows, aggregated=metrics)
 
 
 def show(roots: Sequence[str | Path], all_params: bool = False,
