@@ -76,6 +76,11 @@ class RunLog:
     is_selected, self.best = score > self.best, max(self.best, score)
     return is_selected
 
+  def early_stop(self) -> str | None:
+    """Why the run stops now (config.early_stopping), or None."""
+    e = self.run.config.early_stopping
+    return early_stop(self.lines.records, self.run.rule, e.patience, e.min_delta)
+
   def close(self, status: str, error: str | None) -> None:
     self.lines.close()
     self.summary.update(self.metrics(), status=status, ended=records.now(),
@@ -106,6 +111,26 @@ def summary_start(run, state) -> dict[str, Any]:
           "train_examples": len(dataset.train_labels),
           "validation_examples": 0 if dataset.val_labels is None else len(dataset.val_labels),
           "test_examples": len(dataset.test_labels)}
+
+
+def early_stop(history: list[dict], rule: str, patience: int, min_delta: float) -> str | None:
+  """Why the run stops after the last of these records (config.early_stopping), or None:
+  `patience` epochs since the last that improved the best selection score by at least
+  `min_delta`. Read from the records alone, so a resumed run decides the same."""
+  if not patience or not history:
+    return None
+  best, best_epoch = -math.inf, 0
+  for record in history:
+    score = selection_score(record, rule)
+    if score > best + min_delta or best == -math.inf:
+      best, best_epoch = score, record["epoch"]
+  stale = history[-1]["epoch"] - best_epoch
+  if stale < patience:
+    return None
+  metric = "train loss" if rule == "train_loss" else rule
+  by = f" by {min_delta:g} or more" if min_delta else ""
+  return (f"stopped early at epoch {history[-1]['epoch']}: {metric} did not improve{by} in "
+          f"{stale} epochs since epoch {best_epoch}")
 
 
 def epoch_line(record: dict) -> str:
