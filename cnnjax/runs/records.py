@@ -22,6 +22,9 @@ from typing import Any
 from cnnjax.errors import WorkdirError
 from cnnjax.files import atomic_write, read_json
 
+# In a sweep point's directory: the config fields its sweep varies (TensorBoard's HParams).
+HPARAMS_FIELDS = "hparams_fields.json"
+
 # Fields that may change when a run resumes: they do not change what it computes.
 RESUMABLE_CHANGES = ("log_every_seconds", "checkpoint.keep", "data.dir", "data.download",
                      "dvclive", "distributed.coordinator_address", "distributed.process_id")

@@ -12,6 +12,7 @@ from typing import Any
 
 from cnnjax import config as config_lib
 from cnnjax import models
+from cnnjax.files import read_json
 from cnnjax.runs import records
 from cnnjax.runs.live import LiveWriter
 from cnnjax.runs.metrics import MetricsWriter
@@ -82,6 +83,10 @@ class RunLog:
     return early_stop(self.lines.records, self.run.rule, e.patience, e.min_delta)
 
   def close(self, status: str, error: str | None) -> None:
+    if status == "finished":
+      self.lines.hparams(hparams(self.run.config, self.path.parent),
+                         {k: self.summary[k] for k in HPARAMS_METRICS if k in self.summary},
+                         self.summary.get("steps", 0))
     self.lines.close()
     self.summary.update(self.metrics(), status=status, ended=records.now(),
                         wall_seconds=self.clock.wall())
@@ -97,6 +102,23 @@ class RunLog:
   def _write(self, summary: dict[str, Any]) -> None:
     if self.enabled:
       records.write_json(self.path, summary)
+
+
+# The final figures the HParams dashboard shows for a finished run.
+HPARAMS_METRICS = ("test_accuracy", "final_test_accuracy", "final_ema_test_accuracy",
+                   "val_accuracy", "ema_val_accuracy", "train_loss", "wall_seconds")
+
+
+def hparams(config, workdir: Path) -> dict[str, Any]:
+  """The run's fields for TensorBoard's HParams dashboard: those its sweep varies
+  (records.HPARAMS_FIELDS, written by `cnnjax sweep`), or every scalar field of a lone run;
+  tuples as text."""
+  values = config_lib.flatten(config_lib.to_dict(config))
+  fields = read_json(workdir / records.HPARAMS_FIELDS)
+  if fields is None:
+    fields = [k for k, v in values.items() if isinstance(v, (bool, int, float, str))]
+  return {k: v if isinstance(v, (bool, int, float, str)) else str(tuple(v) if isinstance(v, list) else v)
+          for k in fields for v in [values.get(k)] if v is not None}
 
 
 def summary_start(run, state) -> dict[str, Any]:
