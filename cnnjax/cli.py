@@ -194,8 +194,9 @@ def _train(args) -> int:
   except Interrupted as e:
     print(f"cnnjax train: interrupted: {e}", file=sys.stderr)
     return EXIT_INTERRUPTED
+  early = f"; {summary['stopped_early']}" if summary.get("stopped_early") else ""
   print(f"finished: test accuracy {summary['test_accuracy']:.4f} after {summary['epochs']} "
-        f"epochs (model of epoch {summary['selected_epoch']}); {args.workdir}")
+        f"epochs (model of epoch {summary['selected_epoch']}){early}; {args.workdir}")
   return 0
 
 

@@ -103,6 +103,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint.every_epochs = 1
   c.checkpoint.keep = 3  # Latest checkpoints kept; the selected one is kept apart.
   c.checkpoint.select = "auto"  # The delivered model, one of SELECT_RULES.
+  # Stop when the selection metric (checkpoint.select) has not improved by at least
+  # min_delta for `patience` epochs; the selected checkpoint is delivered as usual. 0 = off.
+  c.early_stopping = ml_collections.ConfigDict()
+  c.early_stopping.patience = 0
+  c.early_stopping.min_delta = 0.0
   c.log_every_seconds = 10.0  # Progress lines while training; 0 = epoch lines only.
   # A folder where the run also logs through DVCLive (its parameters, per-epoch metrics
   # and final figures, for `dvc exp show` and `dvc plots`); "" = off. Needs the `dvc` extra.
@@ -212,6 +217,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(config.optimizer.ema_decay > 0, "checkpoint.select",
            "'ema_val_accuracy' needs the moving average: set config.optimizer.ema_decay")
   _check(config.log_every_seconds >= 0, "log_every_seconds", "must be >= 0")
+  e = config.early_stopping
+  _check(e.patience >= 0, "early_stopping.patience", "must be >= 0 (0 = off)")
+  _check(e.min_delta >= 0, "early_stopping.min_delta", "must be >= 0")
+  if e.patience:
+    _check(select_rule(config) != "last", "early_stopping.patience",
+           "stops on the selection metric, and checkpoint.select is 'last': set it to "
+           "'val_accuracy' (with a validation split) or 'train_loss'")
+    _check(e.patience % config.eval_every_epochs == 0, "early_stopping.patience",
+           f"counts epochs between evaluations: use a multiple of config.eval_every_epochs="
+           f"{config.eval_every_epochs}")
   if config.dvclive:
     import importlib.util
     _check(importlib.util.find_spec("dvclive") is not None, "dvclive",

@@ -25,10 +25,13 @@ LOG_FILE = "train.log"
 STOP_SIGNAL = signal.SIGUSR2  # `cnnjax train` checkpoints and stops; repeats change nothing.
 
 
-def write(config, workdir: Path) -> None:
-  """Saves the point's config where its process will read it."""
+def write(config, workdir: Path, varied=()) -> None:
+  """Saves the point's config where its process will read it, and the fields the sweep
+  varies, which the run gives TensorBoard's HParams dashboard."""
   workdir.mkdir(parents=True, exist_ok=True)
   records.write_json(workdir / CONFIG_FILE, config_lib.to_dict(config))
+  if varied:
+    records.write_json(workdir / records.HPARAMS_FIELDS, list(varied))
 
 
 def state(workdir: Path) -> str:

@@ -142,9 +142,10 @@ def run_sweep(base, points: Sequence[dict[str, Any]], root: str | Path, launcher
     raise UsageError(f"two points share a run name: {sorted(n for n in names if names.count(n) > 1)}")
   todo = set(_plan(named, root, retry_failed, log))
   workdirs = {name: root / name for name, config in named if name in todo}
+  varied = sorted({field for p in points for field in p})  # For TensorBoard's HParams.
   for name, config in named:
     if name in todo:
-      point.write(config, workdirs[name])
+      point.write(config, workdirs[name], varied)
   if launcher is None:
     from cnnjax.exp.launchers.local import LocalLauncher
     launcher = LocalLauncher(1)

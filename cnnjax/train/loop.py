@@ -169,6 +169,8 @@ def _epochs(run: _Run, dmap, state, epoch_metrics, stop: signals.StopSignals, ck
   progress = periodic.ProgressLine(run.config.log_every_seconds, periods, run.batch_size)
   profile(step, rmetrics)
   for epoch in range(step // periods.steps_per_epoch, run.config.num_epochs):
+    if log.early_stop():  # Decided before a kill; nothing more to train.
+      break
     epoch_start, epoch_start_step = time.time(), step
     rstate, rmetrics, step = _train_epoch(run, dmap, rstate, rmetrics, epoch, step, stop,
                                           progress, profile, ckpts, log.summary, log.clock)
@@ -185,6 +187,10 @@ def _epochs(run: _Run, dmap, state, epoch_metrics, stop: signals.StopSignals, ck
       log.clock.train += time.time() - epoch_start
     if stop.received:  # Seen at the epoch's last step: stopped after its evaluation.
       _interrupt(dmap, rstate, rmetrics, step, ckpts, stop)
+  reason = log.early_stop() if step < periods.total_steps else None
+  if reason:
+    log.summary["stopped_early"] = reason
+    print(reason, flush=True)
   return rstate
 
 

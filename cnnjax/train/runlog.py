@@ -12,6 +12,7 @@ from typing import Any
 
 from cnnjax import config as config_lib
 from cnnjax import models
+from cnnjax.files import read_json
 from cnnjax.runs import records
 from cnnjax.runs.live import LiveWriter
 from cnnjax.runs.metrics import MetricsWriter
@@ -76,7 +77,16 @@ class RunLog:
     is_selected, self.best = score > self.best, max(self.best, score)
     return is_selected
 
+  def early_stop(self) -> str | None:
+    """Why the run stops now (config.early_stopping), or None."""
+    e = self.run.config.early_stopping
+    return early_stop(self.lines.records, self.run.rule, e.patience, e.min_delta)
+
   def close(self, status: str, error: str | None) -> None:
+    if status == "finished":
+      self.lines.hparams(hparams(self.run.config, self.path.parent),
+                         {k: self.summary[k] for k in HPARAMS_METRICS if k in self.summary},
+                         self.summary.get("steps", 0))
     self.lines.close()
     self.summary.update(self.metrics(), status=status, ended=records.now(),
                         wall_seconds=self.clock.wall())
@@ -94,6 +104,23 @@ class RunLog:
       records.write_json(self.path, summary)
 
 
+# The final figures the HParams dashboard shows for a finished run.
+HPARAMS_METRICS = ("test_accuracy", "final_test_accuracy", "final_ema_test_accuracy",
+                   "val_accuracy", "ema_val_accuracy", "train_loss", "wall_seconds")
+
+
+def hparams(config, workdir: Path) -> dict[str, Any]:
+  """The run's fields for TensorBoard's HParams dashboard: those its sweep varies
+  (records.HPARAMS_FIELDS, written by `cnnjax sweep`), or every scalar field of a lone run;
+  tuples as text."""
+  values = config_lib.flatten(config_lib.to_dict(config))
+  fields = read_json(workdir / records.HPARAMS_FIELDS)
+  if fields is None:
+    fields = [k for k, v in values.items() if isinstance(v, (bool, int, float, str))]
+  return {k: v if isinstance(v, (bool, int, float, str)) else str(tuple(v) if isinstance(v, list) else v)
+          for k in fields for v in [values.get(k)] if v is not None}
+
+
 def summary_start(run, state) -> dict[str, Any]:
   """What summary.json says of a run before its first evaluation."""
   dataset = run.dataset
@@ -106,6 +133,26 @@ def summary_start(run, state) -> dict[str, Any]:
           "train_examples": len(dataset.train_labels),
           "validation_examples": 0 if dataset.val_labels is None else len(dataset.val_labels),
           "test_examples": len(dataset.test_labels)}
+
+
+def early_stop(history: list[dict], rule: str, patience: int, min_delta: float) -> str | None:
+  """Why the run stops after the last of these records (config.early_stopping), or None:
+  `patience` epochs since the last that improved the best selection score by at least
+  `min_delta`. Read from the records alone, so a resumed run decides the same."""
+  if not patience or not history:
+    return None
+  best, best_epoch = -math.inf, 0
+  for record in history:
+    score = selection_score(record, rule)
+    if score > best + min_delta or best == -math.inf:
+      best, best_epoch = score, record["epoch"]
+  stale = history[-1]["epoch"] - best_epoch
+  if stale < patience:
+    return None
+  metric = "train loss" if rule == "train_loss" else rule
+  by = f" by {min_delta:g} or more" if min_delta else ""
+  return (f"stopped early at epoch {history[-1]['epoch']}: {metric} did not improve{by} in "
+          f"{stale} epochs since epoch {best_epoch}")
 
 
 def epoch_line(record: dict) -> str:

@@ -1,0 +1,48 @@
+"""TensorBoard's HParams summary of each run, read back with TensorBoard's own reader."""
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from cnnjax import config as config_lib
+from cnnjax.exp import sweep
+from cnnjax.train import loop
+from helpers import ROOT
+
+pytestmark = pytest.mark.integration  # Trains whole runs.
+
+TINY = str(ROOT / "configs" / "tiny.py")
+
+
+def _read(workdir):
+  """(hparams {name: value}, the final scalars {tag: value}) of a run's events."""
+  events = EventAccumulator(str(workdir / "tensorboard"))
+  events.Reload()
+  content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+  start = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+  values = {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
+            for k, v in start.hparams.items()}
+  scalars = {tag: events.Scalars(tag)[-1].value for tag in events.Tags()["scalars"]}
+  return values, scalars
+
+
+def test_a_lone_run_gives_every_scalar_field_and_its_final_metrics(tiny_data_dir, tmp_path):
+  config = config_lib.load(TINY, {"data.dir": str(tiny_data_dir), "num_epochs": 1})
+  summary = loop.train_and_evaluate(config, tmp_path / "run")
+  values, scalars = _read(tmp_path / "run")
+  assert values["optimizer.learning_rate"] == pytest.approx(0.01)
+  assert values["model.batch_norm"] is True and values["optimizer.name"] == "adamw"
+  assert values["num_epochs"] == 1 and "model.conv_features" not in values  # Scalars only.
+  assert scalars["test_accuracy"] == pytest.approx(summary["test_accuracy"])
+  assert scalars["final_test_accuracy"] == pytest.approx(summary["final_test_accuracy"])
+
+
+def test_a_sweeps_runs_give_the_fields_it_varies(tiny_data_dir, tmp_path):
+  base = config_lib.load(TINY, {"data.dir": str(tiny_data_dir), "num_epochs": 1})
+  points = [{"optimizer.learning_rate": lr, "model.conv_features": (4, 8)} for lr in (0.01, 0.02)]
+  sweep.run_sweep(base, points, tmp_path / "sweep", log=lambda *_: None)
+  for point, name in zip(points, ("conv_features=4-8,learning_rate=0.01",
+                                  "conv_features=4-8,learning_rate=0.02")):
+    values, scalars = _read(tmp_path / "sweep" / name)
+    assert values == {"model.conv_features": "(4, 8)",
+                      "optimizer.learning_rate": pytest.approx(point["optimizer.learning_rate"])}
+    assert "val_accuracy" in scalars
