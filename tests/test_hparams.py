@@ -40,9 +40,8 @@ def test_a_sweeps_runs_give_the_fields_it_varies(tiny_data_dir, tmp_path):
   base = config_lib.load(TINY, {"data.dir": str(tiny_data_dir), "num_epochs": 1})
   points = [{"optimizer.learning_rate": lr, "model.conv_features": (4, 8)} for lr in (0.01, 0.02)]
   sweep.run_sweep(base, points, tmp_path / "sweep", log=lambda *_: None)
-  for point, name in zip(points, ("conv_features=4-8,learning_rate=0.01",
-                                  "conv_features=4-8,learning_rate=0.02")):
-    values, scalars = _read(tmp_path / "sweep" / name)
+  for point in points:
+    values, scalars = _read(tmp_path / "sweep" / sweep.point_name(point))
     assert values == {"model.conv_features": "(4, 8)",
                       "optimizer.learning_rate": pytest.approx(point["optimizer.learning_rate"])}
     assert "val_accuracy" in scalars
