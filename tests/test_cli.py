@@ -23,7 +23,7 @@ def _subcommands(parser, path=()):
 def test_every_command_lists_every_flag_and_takes_debug(capsys):
   commands = dict(_subcommands(cli.parser()))
   assert set(commands) == {("train",), ("exp", "show"), ("exp", "diff"), ("exp", "plot"),
-                           ("exp", "reproduce"), ("sweep",), ("data", "convert"),
+                           ("exp", "reproduce"), ("sweep",), ("plan",), ("data", "convert"),
                            ("dvc", "init"), ("viz",), ("predict",), ("eval",)}
   for path, parser in commands.items():
     assert cli.main([*path, "-h"]) == 0
