@@ -7,7 +7,7 @@ import pytest
 from cnnjax import config as config_lib
 from cnnjax.errors import ConfigError
 from cnnjax.train import loop, runlog
-from helpers import ROOT
+from helpers import ROOT, latest_checkpoint
 
 TINY = str(ROOT / "configs" / "tiny.py")
 
@@ -43,7 +43,7 @@ def test_a_run_that_stops_improving_stops_delivers_its_best_epoch_and_trains_not
   # A learning rate too small to change a validation prediction: epoch 1 stays the best.
   config = config_lib.load(TINY, {"data.dir": str(tiny_data_dir), "num_epochs": 6,
                                   "optimizer.learning_rate": 1e-9,
-                                  "early_stopping.patience": 2})
+                                  "early_stopping.patience": 2, "checkpoint.every_epochs": 2})
   summary = loop.train_and_evaluate(config, tmp_path / "run")
   lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
   assert [json.loads(l)["epoch"] for l in lines] == [1, 2, 3]
@@ -53,6 +53,9 @@ def test_a_run_that_stops_improving_stops_delivers_its_best_epoch_and_trains_not
                                       "in 2 epochs since epoch 1")
   assert json.loads((tmp_path / "run" / "summary.json").read_text())["stopped_early"]
   assert "stopped early at epoch 3" in capsys.readouterr().out
+  # The last state is kept though epoch 3 is no checkpoint epoch: the final test figures,
+  # `checkpoint=latest` and a repeated command all see it.
+  assert latest_checkpoint(tmp_path / "run")[0] == 48
   again = loop.train_and_evaluate(config, tmp_path / "run")  # Nothing left to train.
   assert (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() == lines
   assert again["test_accuracy"] == summary["test_accuracy"]

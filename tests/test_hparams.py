@@ -32,8 +32,9 @@ def test_a_lone_run_gives_every_scalar_field_and_its_final_metrics(tiny_data_dir
   assert values["optimizer.learning_rate"] == pytest.approx(0.01)
   assert values["model.batch_norm"] is True and values["optimizer.name"] == "adamw"
   assert values["num_epochs"] == 1 and "model.conv_features" not in values  # Scalars only.
-  assert scalars["test_accuracy"] == pytest.approx(summary["test_accuracy"])
-  assert scalars["final_test_accuracy"] == pytest.approx(summary["final_test_accuracy"])
+  assert scalars["summary/test_accuracy"] == pytest.approx(summary["test_accuracy"])
+  assert scalars["summary/final_test_accuracy"] == pytest.approx(summary["final_test_accuracy"])
+  assert scalars["summary/wall_seconds"] == pytest.approx(summary["wall_seconds"], rel=0.05)
 
 
 def test_a_sweeps_runs_give_the_fields_it_varies(tiny_data_dir, tmp_path):
@@ -44,4 +45,4 @@ def test_a_sweeps_runs_give_the_fields_it_varies(tiny_data_dir, tmp_path):
     values, scalars = _read(tmp_path / "sweep" / sweep.point_name(point))
     assert values == {"model.conv_features": "(4, 8)",
                       "optimizer.learning_rate": pytest.approx(point["optimizer.learning_rate"])}
-    assert "val_accuracy" in scalars
+    assert {"val_accuracy", "summary/val_accuracy"} <= set(scalars)

@@ -114,6 +114,14 @@ def test_a_moving_average_run_killed_with_9_resumes_to_the_uninterrupted_run(tin
   assert "ema" in latest_checkpoint(killed)[1]["state"]
 
 
+def test_a_moving_average_trains_under_shard_map_on_one_device(tiny_data_dir, tmp_path):
+  """The average starts as copies of the weights: the step donates the whole state, and
+  one buffer in two leaves would be donated twice."""
+  summary = loop.train_and_evaluate(_config(tiny_data_dir, **{
+      "parallel": "shard_map", "num_devices": 1, "optimizer.ema_decay": 0.9}), tmp_path / "r")
+  assert summary["status"] == "finished" and summary["final_ema_test_accuracy"] > 0
+
+
 def test_a_profiled_run_leaves_a_trace_for_tensorboard(tiny_data_dir, tmp_path):
   loop.train_and_evaluate(_config(tiny_data_dir, **{"profile.start_step": 3,
                                                     "profile.num_steps": 2}), tmp_path / "p")

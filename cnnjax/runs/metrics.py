@@ -73,7 +73,8 @@ class MetricsWriter:
   def hparams(self, hparams: dict[str, Any], metrics: dict[str, Any], step: int) -> None:
     """TensorBoard's HParams summary of the run (its session with these field values,
     what the dashboard's table and parallel coordinates show) and its final `metrics`
-    as scalars at `step`, which the dashboard lists beside them."""
+    as scalars "summary/NAME" at `step` (apart from the curves of the same names), which
+    the dashboard lists beside them."""
     if self._events is not None:
       self._events.submit(self._add_hparams, hparams, metrics, step)
 
@@ -83,7 +84,7 @@ class MetricsWriter:
     writer = self._tb.result()
     summary = summary_v2.hparams_pb(hparams, trial_id=str(self.path.parent.name))
     writer.add_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
-    self._add_scalars({"step": step, **metrics})
+    self._add_scalars({"step": step, **{f"summary/{k}": v for k, v in metrics.items()}})
 
   def close(self) -> None:
     """Waits for the pending TensorBoard events; raises what writing them raised."""

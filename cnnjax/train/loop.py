@@ -179,7 +179,9 @@ def _epochs(run: _Run, dmap, state, epoch_metrics, stop: signals.StopSignals, ck
                                   epoch_start_step, lr_schedule, ckpts, log.clock)
       is_selected = log.epoch(record)
       rmetrics = dmap.replicate(steps.TrainMetrics.empty())
-      if is_selected or periodic.itstime(step, periods.checkpoint_every, periods.total_steps):
+      stopping = log.early_stop() is not None  # The run's last checkpoint, then.
+      if is_selected or stopping or periodic.itstime(step, periods.checkpoint_every,
+                                                     periods.total_steps):
         ckpts.save(step, dmap.unreplicate({"state": rstate, "epoch_metrics": rmetrics}),
                    selected=is_selected)
         pause_point("checkpoint")

@@ -83,15 +83,15 @@ class RunLog:
     return early_stop(self.lines.records, self.run.rule, e.patience, e.min_delta)
 
   def close(self, status: str, error: str | None) -> None:
+    self.summary.update(self.metrics(), status=status, ended=records.now(),
+                        wall_seconds=self.clock.wall())
+    if error:
+      self.summary["error"] = error
     if status == "finished":
       self.lines.hparams(hparams(self.run.config, self.path.parent),
                          {k: self.summary[k] for k in HPARAMS_METRICS if k in self.summary},
                          self.summary.get("steps", 0))
     self.lines.close()
-    self.summary.update(self.metrics(), status=status, ended=records.now(),
-                        wall_seconds=self.clock.wall())
-    if error:
-      self.summary["error"] = error
     try:
       self._write(self.summary)
       if self.live:

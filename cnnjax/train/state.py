@@ -20,7 +20,10 @@ class TrainState(train_state.TrainState):
 
 def with_ema(state: TrainState) -> TrainState:
   """`state` whose moving average starts at its parameters and statistics."""
-  return state.replace(ema={"params": state.params, "batch_stats": state.batch_stats})
+  # Copies: buffers of their own, since the train step donates the whole state (one
+  # buffer in two of its leaves would be donated twice).
+  own = lambda tree: jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
+  return state.replace(ema={"params": own(state.params), "batch_stats": own(state.batch_stats)})
 
 
 def _create_fn(model: nn.Module, input_shape, tx: optax.GradientTransformation, ema: bool):
