@@ -61,7 +61,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.label_smoothing = 0.0
   # Micro-batches per update: each device's share of the batch is split into this many
   # parts whose gradients are added before one optimizer step (a batch too big for the
-  # memory, the same update). Models with BatchNorm cannot: see `validate_accumulation`.
+  # memory, the same update). Models with BatchNorm cannot (refused before training).
   c.accumulate_steps = 1
   # Start from a trained run: its parameters and BatchNorm statistics replace the fresh
   # ones, except those matching a pattern of `skip` (fnmatch on paths like

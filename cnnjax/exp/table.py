@@ -287,8 +287,9 @@ def aggregate_table(records: Sequence[tuple[str, RunRecord]], field: str = "seed
            field: tuple(full[i].get(field) for i in members)}
     row.update({k: tuple(v) if isinstance(v, list) else v
                 for k, v in params[members[0]].items() if k in keys})
+    figures = [{**records[i][1].summary, **_optional(records[i][1])} for i in members]
     for m in METRICS + AVERAGED_OPTIONAL:
-      values = [{**records[i][1].summary, **_optional(records[i][1])}.get(m) for i in members]
+      values = [f.get(m) for f in figures]
       values = [v for v in values if isinstance(v, (int, float))]
       row[f"{m}_mean"] = statistics.fmean(values) if values else None
       row[f"{m}_std"] = statistics.stdev(values) if len(values) > 1 else None

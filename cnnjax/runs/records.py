@@ -25,8 +25,7 @@ from cnnjax.files import atomic_write, read_json
 # In a sweep point's directory: the config fields its sweep varies (TensorBoard's HParams).
 HPARAMS_FIELDS = "hparams_fields.json"
 
-# Fields that may change when a run resumes: they do not change what it computes.
-# Fields a run may change when it resumes. The devices among them (how many, how the
+# Fields a run may change when it resumes: they do not change what it computes. The devices among them (how many, how the
 # steps map over them, how many processes) give the same run within float rounding, as
 # the global batch fixes every update: an elastic resume. A different batch does not.
 RESUMABLE_CHANGES = ("log_every_seconds", "checkpoint.keep", "data.dir", "data.download",

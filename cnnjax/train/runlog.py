@@ -113,12 +113,17 @@ def hparams(config, workdir: Path) -> dict[str, Any]:
   """The run's fields for TensorBoard's HParams dashboard: those its sweep varies
   (records.HPARAMS_FIELDS, written by `cnnjax sweep`), or every scalar field of a lone run;
   tuples as text."""
+  scalar = lambda v: isinstance(v, (bool, int, float, str))
   values = config_lib.flatten(config_lib.to_dict(config))
   fields = read_json(workdir / records.HPARAMS_FIELDS)
   if fields is None:
-    fields = [k for k, v in values.items() if isinstance(v, (bool, int, float, str))]
-  return {k: v if isinstance(v, (bool, int, float, str)) else str(tuple(v) if isinstance(v, list) else v)
-          for k in fields for v in [values.get(k)] if v is not None}
+    fields = [k for k, v in values.items() if scalar(v)]
+  out = {}
+  for k in fields:
+    v = values.get(k)
+    if v is not None:
+      out[k] = v if scalar(v) else str(tuple(v) if isinstance(v, list) else v)
+  return out
 
 
 def summary_start(run, state) -> dict[str, Any]:
@@ -144,7 +149,7 @@ def early_stop(history: list[dict], rule: str, patience: int, min_delta: float) 
   best, best_epoch = -math.inf, 0
   for record in history:
     score = selection_score(record, rule)
-    if score > best + min_delta or best == -math.inf:
+    if score > best + min_delta:
       best, best_epoch = score, record["epoch"]
   stale = history[-1]["epoch"] - best_epoch
   if stale < patience:

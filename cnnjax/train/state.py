@@ -37,14 +37,15 @@ def _create_fn(model: nn.Module, input_shape, tx: optax.GradientTransformation, 
 
 
 def create_train_state(model: nn.Module, input_shape, tx: optax.GradientTransformation,
-                       seed: int, ema: bool = False) -> TrainState:
-  """Initial state on the default device; `seed` fixes both init and the run's key; with
-  `ema`, a moving average of the weights that starts at them."""
+                       seed: int) -> TrainState:
+  """Initial state on the default device; `seed` fixes both init and the run's key. Its
+  moving average, if any, is added with `with_ema` (after a run's initial weights are
+  in place)."""
   # One compilation instead of one per op run eagerly, and without XLA's optimizations:
   # this runs once, and optimizing its random number code is slow on a CPU
   # (docs/performance.md); the values agree with the optimized build up to rounding
   # (tests/test_train.py).
-  create = _create_fn(model, input_shape, tx, ema)
+  create = _create_fn(model, input_shape, tx, ema=False)
   compiled = jax.jit(create).lower(seed).compile({"xla_backend_optimization_level": 0})
   return compiled(seed)
 

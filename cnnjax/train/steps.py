@@ -51,8 +51,8 @@ class EvalMetrics(clu_metrics.Collection):
   accuracy: clu_metrics.Accuracy
 
 
-def _variables(state, params):
-  return {"params": params, "batch_stats": state.batch_stats} if state.batch_stats else {"params": params}
+def _variables(params, batch_stats):
+  return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
 
 
 def forward(apply_fn, variables, images, *, mean: float, std: float, capture: bool = False):
@@ -120,8 +120,7 @@ def train_step(state, batch, *, num_classes: int, label_smoothing: float, mean: 
   def loss_fn(params, batch_stats, x, targets, mask, share):
     """This part's loss: its share (`share` of this device's examples) of the device's."""
     padding = {} if mask is None else {"mask": mask}  # For the model's batch statistics.
-    variables = {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
-    logits, updates = state.apply_fn(variables, x, train=True, **padding,
+    logits, updates = state.apply_fn(_variables(params, batch_stats), x, train=True, **padding,
                                      rngs={"dropout": dropout_key}, mutable=["batch_stats"])
     losses = optax.softmax_cross_entropy(logits, targets)
     if mask is None:
@@ -157,8 +156,8 @@ def train_step(state, batch, *, num_classes: int, label_smoothing: float, mean: 
 def _accumulated(grad_fn, state, x, targets, mask, k: int):
   """The gradient of this device's batch as the sum of its `k` micro-batches' (a scan: one
   micro-batch's activations live at a time), with their losses and logits in batch order.
-  Models without BatchNorm only (config.validate_accumulation): its statistics would be
-  each micro-batch's, not the batch's."""
+  Models without BatchNorm only (checked by loop.prepare): its statistics would be each
+  micro-batch's, not the batch's."""
   parts = jax.tree.map(lambda a: a.reshape((k, a.shape[0] // k, *a.shape[1:])),
                        {"x": x, "targets": targets, "mask": mask})
 
@@ -188,6 +187,6 @@ def eval_metrics(logits, labels, mask=None, *, axis_name=None) -> EvalMetrics:
 
 def eval_step(state, batch, *, mean: float, std: float, axis_name):
   """Summed loss and accuracy of one eval batch; padded examples (mask 0) count nothing."""
-  logits = forward(state.apply_fn, _variables(state, state.params), batch["images"], mean=mean,
+  logits = forward(state.apply_fn, _variables(state.params, state.batch_stats), batch["images"], mean=mean,
                    std=std)
   return eval_metrics(logits, batch["labels"], batch["mask"], axis_name=axis_name)
