@@ -132,7 +132,10 @@ def _sweep_parser(sweep) -> None:
   sweep.add_argument("--partition", help="slurm: partition")
   sweep.add_argument("--time", type=int, metavar="MINUTES", help="slurm: time limit per task")
   sweep.add_argument("--retry-failed", action="store_true", help="train failed points again")
-  sweep.add_argument("--dry-run", action="store_true", help="list the points only")
+  sweep.add_argument("--dry-run", action="store_true", help="list the points (and the halving "
+                     "rungs, with the epochs each costs) only")
+  sweep.add_argument("--no-halving", action="store_true", help="train every point to the end, "
+                     "though the experiment declares HALVING")
   sweep.add_argument("--plan", action="store_true", help="with --dry-run: compile each point's "
                      "train step and print its parameters, FLOPs, memory (as `cnnjax plan`)")
   sweep.add_argument("--seeds", type=int, default=0, metavar="N",
@@ -194,6 +197,10 @@ def _train(args) -> int:
   except Interrupted as e:
     print(f"cnnjax train: interrupted: {e}", file=sys.stderr)
     return EXIT_INTERRUPTED
+  if summary["status"] == "paused":
+    print(f"paused after epoch {summary['paused_at_epoch']} of {config.num_epochs} "
+          f"(config.pause_at_epoch); {args.workdir}")
+    return 0
   early = f"; {summary['stopped_early']}" if summary.get("stopped_early") else ""
   print(f"finished: test accuracy {summary['test_accuracy']:.4f} after {summary['epochs']} "
         f"epochs (model of epoch {summary['selected_epoch']}){early}; {args.workdir}")

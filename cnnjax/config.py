@@ -108,6 +108,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.early_stopping = ml_collections.ConfigDict()
   c.early_stopping.patience = 0
   c.early_stopping.min_delta = 0.0
+  # Train up to this epoch, checkpoint and stop as "paused" (0 = off): the schedule stays
+  # over num_epochs, so raising or clearing it resumes the run as if it never paused.
+  # `cnnjax sweep`'s successive halving sets it for each rung.
+  c.pause_at_epoch = 0
   c.log_every_seconds = 10.0  # Progress lines while training; 0 = epoch lines only.
   # A folder where the run also logs through DVCLive (its parameters, per-epoch metrics
   # and final figures, for `dvc exp show` and `dvc plots`); "" = off. Needs the `dvc` extra.
@@ -217,6 +221,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(config.optimizer.ema_decay > 0, "checkpoint.select",
            "'ema_val_accuracy' needs the moving average: set config.optimizer.ema_decay")
   _check(config.log_every_seconds >= 0, "log_every_seconds", "must be >= 0")
+  _check(0 <= config.pause_at_epoch <= config.num_epochs, "pause_at_epoch",
+         f"must be in [0, num_epochs={config.num_epochs}] (0 = off), got {config.pause_at_epoch}")
+  _check(config.pause_at_epoch % config.eval_every_epochs == 0, "pause_at_epoch",
+         f"pauses after an evaluation: use a multiple of config.eval_every_epochs="
+         f"{config.eval_every_epochs}")
   e = config.early_stopping
   _check(e.patience >= 0, "early_stopping.patience", "must be >= 0 (0 = off)")
   _check(e.min_delta >= 0, "early_stopping.min_delta", "must be >= 0")

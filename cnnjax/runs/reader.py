@@ -23,7 +23,7 @@ class RunRecord:
   config: dict[str, Any]
   run: dict[str, Any]
   summary: dict[str, Any]
-  status: str  # finished, failed, interrupted, running
+  status: str  # finished, paused (config.pause_at_epoch), failed, interrupted, running
   error: str | None
 
   def metrics(self) -> list[dict[str, Any]]:

@@ -25,13 +25,14 @@ from cnnjax.files import atomic_write, read_json
 # In a sweep point's directory: the config fields its sweep varies (TensorBoard's HParams).
 HPARAMS_FIELDS = "hparams_fields.json"
 
-# Fields a run may change when it resumes: they do not change what it computes. The devices among them (how many, how the
-# steps map over them, how many processes) give the same run within float rounding, as
-# the global batch fixes every update: an elastic resume. A different batch does not.
+# Fields a run may change when it resumes: they do not change what it computes
+# (pause_at_epoch only says where a session stops). The devices among them (how many, how
+# the steps map over them, how many processes) give the same run within float rounding,
+# as the global batch fixes every update: an elastic resume. A different batch does not.
 RESUMABLE_CHANGES = ("log_every_seconds", "checkpoint.keep", "data.dir", "data.download",
                      "dvclive", "distributed.coordinator_address", "distributed.process_id",
                      "cpu_devices", "num_devices", "parallel", "keep_freed_memory",
-                     "distributed.num_processes", "distributed.auto")
+                     "distributed.num_processes", "distributed.auto", "pause_at_epoch")
 PACKAGES = ("cnnjax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "clu",
             "ml-collections", "numpy", "tensorflow-datasets")
 

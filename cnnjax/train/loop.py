@@ -134,13 +134,16 @@ def _session(run: _Run, dmap, tx, lr_schedule, workdir: Path, wall_start: float,
   profile = periodic.Profile(config.profile, workdir / "profile")
   try:
     with signals.stop_signals() as stop:
-      rstate = _epochs(run, dmap, state, epoch_metrics, stop, ckpts, log, jax.jit(lr_schedule),
-                       profile)
-      log.summary.update(log.metrics(), **_test_results(dmap, rstate, ckpts, run.dataset, config))
-      print(f"test accuracy {log.summary['test_accuracy']:.4f} (model of epoch "
-            f"{log.summary['selected_epoch']}, chosen by {run.rule}); last parameters "
-            f"{log.summary['final_test_accuracy']:.4f}", flush=True)
-    status = "finished"
+      rstate, step = _epochs(run, dmap, state, epoch_metrics, stop, ckpts, log,
+                             jax.jit(lr_schedule), profile)
+      if step < run.periods.total_steps and "stopped_early" not in log.summary:
+        status = _pause(run, log, step)
+      else:
+        log.summary.update(log.metrics(), **_test_results(dmap, rstate, ckpts, run.dataset, config))
+        print(f"test accuracy {log.summary['test_accuracy']:.4f} (model of epoch "
+              f"{log.summary['selected_epoch']}, chosen by {run.rule}); last parameters "
+              f"{log.summary['final_test_accuracy']:.4f}", flush=True)
+        status = "finished"
   except Interrupted as e:
     status, error = "interrupted", str(e)
     pause_point("stopped")  # Checkpoint saved, "interrupted" not yet recorded.
@@ -162,13 +165,15 @@ def _session(run: _Run, dmap, tx, lr_schedule, workdir: Path, wall_start: float,
 
 def _epochs(run: _Run, dmap, state, epoch_metrics, stop: signals.StopSignals, ckpts: Checkpoints,
             log: runlog.RunLog, lr_schedule, profile: periodic.Profile):
-  """The epochs from the state's step to the end: steps, evaluations, checkpoints. Returns
-  the replicated final state; on a stop signal saves a checkpoint and raises Interrupted."""
+  """The epochs from the state's step to the end (or to config.pause_at_epoch): steps,
+  evaluations, checkpoints. Returns the replicated state and its step; on a stop signal
+  saves a checkpoint and raises Interrupted."""
   periods, step = run.periods, log.step
   rstate, rmetrics = dmap.replicate(state), dmap.replicate(epoch_metrics)
   progress = periodic.ProgressLine(run.config.log_every_seconds, periods, run.batch_size)
   profile(step, rmetrics)
-  for epoch in range(step // periods.steps_per_epoch, run.config.num_epochs):
+  last_epoch = run.config.pause_at_epoch or run.config.num_epochs
+  for epoch in range(step // periods.steps_per_epoch, last_epoch):
     if log.early_stop():  # Decided before a kill; nothing more to train.
       break
     epoch_start, epoch_start_step = time.time(), step
@@ -179,7 +184,8 @@ def _epochs(run: _Run, dmap, state, epoch_metrics, stop: signals.StopSignals, ck
                                   epoch_start_step, lr_schedule, ckpts, log.clock)
       is_selected = log.epoch(record)
       rmetrics = dmap.replicate(steps.TrainMetrics.empty())
-      stopping = log.early_stop() is not None  # The run's last checkpoint, then.
+      # The session's last checkpoint, then: the run ends early or pauses.
+      stopping = log.early_stop() is not None or epoch + 1 == last_epoch
       if is_selected or stopping or periodic.itstime(step, periods.checkpoint_every,
                                                      periods.total_steps):
         ckpts.save(step, dmap.unreplicate({"state": rstate, "epoch_metrics": rmetrics}),
@@ -193,7 +199,18 @@ def _epochs(run: _Run, dmap, state, epoch_metrics, stop: signals.StopSignals, ck
   if reason:
     log.summary["stopped_early"] = reason
     print(reason, flush=True)
-  return rstate
+  return rstate, step
+
+
+def _pause(run: _Run, log: runlog.RunLog, step: int) -> str:
+  """Ends a session at config.pause_at_epoch (or past it, when it was lowered): no test
+  evaluation; the next session with a later pause, or none, goes on from this checkpoint."""
+  epoch = step // run.periods.steps_per_epoch
+  log.summary.update(log.metrics(), paused_at_epoch=epoch)
+  print(f"paused at epoch {epoch}/{run.config.num_epochs} (config.pause_at_epoch="
+        f"{run.config.pause_at_epoch}): raise or clear it and run the same command to go on",
+        flush=True)
+  return "paused"
 
 
 def prepare(config, cpu_origin: str, workdir: Path | None = None) -> _Run:
