@@ -15,9 +15,11 @@ def train_and_evaluate(config, workdir):
   return run(config, workdir)
 
 
-def sweep(base_config, points, root, workers=1, retry_failed=False, launcher="local", **options):
+def sweep(base_config, points, root, workers=1, retry_failed=False, launcher="local",
+          halving=None, **options):
   """Trains each point (a dict of overrides) of `base_config` in `root/<point name>`,
   skipping finished points, and returns the results table (`.rows`, `.to_markdown()`).
+  `halving` (`cnnjax.exp.hyper.halving(...)`) trains only what successive halving promotes.
   `launcher`: "local" (`workers` points at once), "ray" or "slurm", with the options cpu,
   gpu, max_parallel, partition and time (minutes) of `cnnjax sweep`. Ray must be
   connected before JAX is imported: `cnnjax.exp.launchers.ray_tasks.connect()` first."""
@@ -26,7 +28,7 @@ def sweep(base_config, points, root, workers=1, retry_failed=False, launcher="lo
   from cnnjax.exp import launchers
   from cnnjax.exp.sweep import run_sweep
   runner = launchers.make(launcher, Path(root), dict(options, workers=workers))
-  return run_sweep(base_config, points, root, runner, retry_failed=retry_failed)
+  return run_sweep(base_config, points, root, runner, retry_failed=retry_failed, halving=halving)
 
 
 def load_run(path, checkpoint="selected"):

@@ -4,7 +4,8 @@
                    hyper.sweep("optimizer.learning_rate", [0.02, 0.05])])
 
 Each point is a dict of config overrides {'field.path': value}. A leading 'config.'
-in a field name is dropped.
+in a field name is dropped. `halving(...)` declares successive halving over the points
+(`HALVING = hyper.halving(metric="val_accuracy", min_epochs=1, eta=3)` in an experiment).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import itertools
 from typing import Any, Iterable, Sequence
 
 from cnnjax.errors import UsageError
+from cnnjax.exp.halving import Halving
 
 Point = dict[str, Any]
 
@@ -53,3 +55,10 @@ def with_seeds(points: Sequence[Point], n: int) -> list[Point]:
   if n < 1:
     raise UsageError(f"--seeds must be >= 1, got {n}")
   return product([list(points), sweep("seed", range(n))])
+
+
+def halving(metric: str = "val_accuracy", min_epochs: int = 1, eta: int = 3) -> Halving:
+  """Successive halving: every point to `min_epochs`, the best 1/eta by `metric` (a
+  validation or training figure; higher is better for accuracies, lower for losses) on to
+  `min_epochs * eta`, and so on to config.num_epochs (cnnjax.exp.halving)."""
+  return Halving(metric, min_epochs, eta)

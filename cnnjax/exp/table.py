@@ -8,6 +8,7 @@ standard deviation.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime
 import functools
 import io
@@ -22,6 +23,7 @@ from typing import Any, Sequence
 
 from cnnjax.config import flatten
 from cnnjax.errors import ConfigError, UsageError
+from cnnjax.exp import halving
 from cnnjax.runs.reader import RunRecord, find_runs, read_run
 
 METRICS = ("test_accuracy", "final_test_accuracy", "val_accuracy", "best_val_accuracy",
@@ -62,11 +64,14 @@ class Table:
     return Table(self.columns, rows, self.aggregated)
 
   def sort(self, field: str, descending: bool = False) -> "Table":
+    """Rows by `field`, those without it last; paused runs (stopped by halving) always
+    below the others."""
     field = self._field(field)
     present = [r for r in self.rows if r.get(field) is not None]
     missing = [r for r in self.rows if r.get(field) is None]  # Always last.
     present.sort(key=lambda r: _sort_key(r[field]), reverse=descending)
-    return Table(self.columns, present + missing, self.aggregated)
+    return Table(self.columns, _paused_last(present + missing, furthest_first=False),
+                 self.aggregated)
 
   def select(self, columns: Sequence[str]) -> "Table":
     expanded = [part for c in columns
@@ -208,8 +213,11 @@ def runs_params(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
   """Each run's flattened config. A field that some of the runs have and another lacks
   (added to cnnjax after that run) reads as its default for that run's model and data
   source, so that runs of one experiment compare equal across versions; only then are
-  the model's and source's classes imported."""
+  the model's and source's classes imported. `pause_at_epoch` is left out: the status
+  says where a paused run stopped."""
   params = [flatten(r.config) for r in records]
+  for p in params:
+    p.pop("pause_at_epoch", None)
   keys = set().union(*params)
   for p in params:
     if keys - p.keys():
@@ -236,20 +244,35 @@ def differing_fields(params: Sequence[dict[str, Any]]) -> list[str]:
   return [k for k in keys if len({json.dumps(p.get(k)) for p in params}) > 1]
 
 
+def _paused_last(rows: list[dict[str, Any]], furthest_first: bool = True) -> list[dict[str, Any]]:
+  """The rows in their order, except that paused ones (a halving sweep's stopped points)
+  come after the others, and (with `furthest_first`) those that got further first."""
+  def key(row):
+    epoch = row.get("paused_at_epoch")
+    return (0, 0) if epoch is None else (1, -epoch if furthest_first else 0)
+  return sorted(rows, key=key)
+
+
 def build_table(records: Sequence[tuple[str, RunRecord]], all_params: bool = False) -> Table:
-  """The table of named run records: differing config fields (or all), then metrics."""
+  """The table of named run records: differing config fields (or all), then metrics;
+  paused runs last."""
   params = runs_params([r for _, r in records])
   keys = sorted({k for p in params for k in p}) if all_params else differing_fields(params)
   rows = []
   for (name, record), p in zip(records, params):
     row = {"run": name, "status": record.status, "started": _started(record.run),
-           "duration": _duration(record.summary.get("wall_seconds")), "error": record.error}
+           "duration": _duration(record.summary.get("wall_seconds")), "error": record.error,
+           "paused_at_epoch": _paused_at(record)}
     row.update({k: tuple(v) if isinstance(v, list) else v for k, v in p.items() if k in keys})
     row.update({m: record.summary.get(m) for m in METRICS})
     row.update(_optional(record))
     rows.append(row)
   optional = [c for c in OPTIONAL if any(r.get(c) is not None for r in rows)]
-  return Table(list(INFO) + keys + list(METRICS) + optional, rows)
+  return Table(list(INFO) + keys + list(METRICS) + optional, _paused_last(rows))
+
+
+def _paused_at(record: RunRecord) -> int | None:
+  return record.summary.get("paused_at_epoch") if record.summary.get("status") == "paused" else None
 
 
 def _optional(record: RunRecord) -> dict[str, Any]:
@@ -280,11 +303,13 @@ def aggregate_table(records: Sequence[tuple[str, RunRecord]], field: str = "seed
   rows = []
   for members in groups.values():
     statuses = [records[i][1].status for i in members]
+    paused = [_paused_at(records[i][1]) for i in members]
     counts = {s: statuses.count(s) for s in dict.fromkeys(statuses)}
     row = {"run": _group_name([records[i][0] for i in members], field), "n": len(members),
            "status": statuses[0] if len(counts) == 1 else
            ", ".join(f"{n} {s}" for s, n in counts.items()),
-           field: tuple(full[i].get(field) for i in members)}
+           field: tuple(full[i].get(field) for i in members),
+           "paused_at_epoch": None if None in paused else max(paused)}
     row.update({k: tuple(v) if isinstance(v, list) else v
                 for k, v in params[members[0]].items() if k in keys})
     figures = [{**records[i][1].summary, **_optional(records[i][1])} for i in members]
@@ -298,7 +323,7 @@ def aggregate_table(records: Sequence[tuple[str, RunRecord]], field: str = "seed
                             if any(r[f"{m}_mean"] is not None for r in rows))
   columns = ["run", "n", "status", field] + keys
   columns += [f"{m}_{part}" for m in metrics for part in ("mean", "std")]
-  return Table(columns, rows, aggregated=metrics)
+  return Table(columns, _paused_last(rows), aggregated=metrics)
 
 
 def show(roots: Sequence[str | Path], all_params: bool = False,
@@ -308,10 +333,24 @@ def show(roots: Sequence[str | Path], all_params: bool = False,
   records = []
   for root in map(Path, roots):
     prefix = f"{root.name}/" if len(roots) > 1 else ""
-    records += [(prefix + run_name(r, root), r) for r in map(read_run, find_runs(root))]
+    records += _halving_status(root, [(prefix + run_name(r, root), r)
+                                      for r in map(read_run, find_runs(root))])
   if aggregate:
     return aggregate_table(records, aggregate, all_params)
   return build_table(records, all_params)
+
+
+def sweep_table(root: Path, names: Sequence[str]) -> Table:
+  """The table `cnnjax sweep` prints: the named points under `root`."""
+  return build_table(_halving_status(root, [(n, read_run(root / n)) for n in names]))
+
+
+def _halving_status(root: Path, records: list[tuple[str, RunRecord]]) -> list[tuple[str, RunRecord]]:
+  """The records with a paused run's status saying where it stopped: "stopped at rung k
+  (epoch e)" under a halving sweep's root, else "paused at epoch e"."""
+  epochs = halving.rung_epochs(root)
+  return [(n, dataclasses.replace(r, status=halving.status(r, epochs)) if r.status == "paused"
+           else r) for n, r in records]
 
 
 def diff(a: str | Path, b: str | Path) -> dict[str, Any]:

@@ -4,8 +4,9 @@ array per sweep, through submitit).
 
 Every launcher runs the same thing for a point, `cnnjax.exp.point.PointProcess` (one
 `cnnjax train` process), and reports only which points' processes have ended; the sweep
-reads each point's state from its run directory. A launcher has `start(workdirs)`,
-`ended()` -> {workdir: error or None} and `close()`.
+reads each point's state from its run directory. A launcher has `start(workdirs)` (once
+per sweep, or per rung of successive halving), `ended()` -> {workdir: error or None} for
+the points of the last start, and `close()`.
 """
 from __future__ import annotations
 

@@ -37,7 +37,8 @@ class RayLauncher:
     self._ended: dict[Path, str | None] = {}
 
   def start(self, workdirs: list[Path]) -> None:
-    self._waiting = list(workdirs)
+    """Runs these points (a sweep's, or a halving rung's: each start forgets the last)."""
+    self._waiting, self._ended = list(workdirs), {}
     self._submit()
 
   def _submit(self) -> None:

@@ -62,6 +62,9 @@ class SlurmLauncher:
     self._asked = -math.inf
 
   def start(self, workdirs: list[Path]) -> None:
+    """One job array for these points (a sweep's, or a halving rung's: each start forgets
+    the last)."""
+    self._jobs, self._ended, self._asked = {}, {}, -math.inf
     if not workdirs:
       return
     with self._executor.batch():
