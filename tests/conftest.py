@@ -1,6 +1,12 @@
 """Shared fixtures. Eight CPU devices are simulated before JAX is imported anywhere."""
+import importlib.util
 import os
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
@@ -9,7 +15,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import pytest  # noqa: E402
 
-from helpers import ROOT, readme_file, write_idx_folder  # noqa: E402
+from helpers import ROOT, readme_file, require, write_idx_folder  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +51,48 @@ def mylab(tmp_path, monkeypatch):
   yield tmp_path
   for module in [m for m in sys.modules if m == "mylab" or m.startswith("mylab.")]:
     del sys.modules[module]
+
+
+@pytest.fixture(scope="session")
+def ray_env(tmp_path_factory):
+  """A real single-node Ray cluster for the test session; the environment that makes a
+  sweep join it (RAY_ADDRESS; token authentication off, for this private local cluster)."""
+  require(importlib.util.find_spec("ray") is not None, "ray is not installed: pip install -e '.[ray]'")
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  env = {"RAY_AUTH_MODE": "disabled"}
+  head = subprocess.Popen(
+      [shutil.which("ray") or "ray", "start", "--head", "--block", "--num-cpus=2", "--num-gpus=0",
+       f"--port={port}", "--include-dashboard=false",
+       "--disable-usage-stats", f"--temp-dir={tmp_path_factory.mktemp('ray')}"],
+      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+      env=dict(os.environ, **env))
+  deadline = time.time() + 60
+  while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+    assert time.time() < deadline and head.poll() is None, "the Ray head did not start"
+    time.sleep(0.2)
+  yield {**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}
+  os.killpg(head.pid, signal.SIGTERM)
+  try:
+    head.wait(timeout=10)
+  except subprocess.TimeoutExpired:
+    pass
+  try:
+    os.killpg(head.pid, signal.SIGKILL)  # Whatever of the cluster is still shutting down.
+  except ProcessLookupError:
+    pass
+  head.wait()
+
+
+def _slurm_up() -> bool:
+  if not shutil.which("sbatch"):
+    return False
+  out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
+  return out.returncode == 0 and any(s.rstrip("*") in ("idle", "mix", "alloc") for s in out.stdout.split())
+
+
+@pytest.fixture
+def slurm():
+  require(importlib.util.find_spec("submitit") is not None and _slurm_up(),
+           "no SLURM cluster: pip install -e '.[slurm]' and scripts/slurm-local start")

@@ -1,12 +1,9 @@
 """`cnnjax sweep --launcher local|ray|slurm` on real engines: a Ray cluster started for the
 test session, and the SLURM cluster of `scripts/slurm-local start` (CI starts it; elsewhere
 these tests skip unless CNNJAX_TEST_EXTRAS=required, which makes a missing engine fail)."""
-import importlib.util
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +11,7 @@ import time
 import pytest
 
 from cnnjax.exp import table
-from helpers import THREE_POINTS, comparable_metrics, require, write_experiment
+from helpers import THREE_POINTS, comparable_metrics, write_experiment
 
 pytestmark = pytest.mark.integration  # Starts processes or trains whole runs.
 
@@ -54,51 +51,6 @@ def test_local_prints_each_state_change_with_its_log(local):
   failed = [l for l in lines if l.startswith("conv_features=4-8-8-8: failed (")]
   assert len(failed) == 1 and "4 conv blocks" in failed[0] and failed[0].endswith("train.log")
   assert lines.index("conv_features=4-8: queued") < lines.index("conv_features=4-8: finished")
-
-
-@pytest.fixture(scope="session")
-def ray_env(tmp_path_factory):
-  """A real single-node Ray cluster for the test session; the environment that makes a
-  sweep join it (RAY_ADDRESS; token authentication off, for this private local cluster)."""
-  require(importlib.util.find_spec("ray") is not None, "ray is not installed: pip install -e '.[ray]'")
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-  env = {"RAY_AUTH_MODE": "disabled"}
-  head = subprocess.Popen(
-      [shutil.which("ray") or "ray", "start", "--head", "--block", "--num-cpus=2", "--num-gpus=0",
-       f"--port={port}", "--include-dashboard=false",
-       "--disable-usage-stats", f"--temp-dir={tmp_path_factory.mktemp('ray')}"],
-      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-      env=dict(os.environ, **env))
-  deadline = time.time() + 60
-  while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
-    assert time.time() < deadline and head.poll() is None, "the Ray head did not start"
-    time.sleep(0.2)
-  yield {**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}
-  os.killpg(head.pid, signal.SIGTERM)
-  try:
-    head.wait(timeout=10)
-  except subprocess.TimeoutExpired:
-    pass
-  try:
-    os.killpg(head.pid, signal.SIGKILL)  # Whatever of the cluster is still shutting down.
-  except ProcessLookupError:
-    pass
-  head.wait()
-
-
-def _slurm_up() -> bool:
-  if not shutil.which("sbatch"):
-    return False
-  out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True)
-  return out.returncode == 0 and any(s.rstrip("*") in ("idle", "mix", "alloc") for s in out.stdout.split())
-
-
-@pytest.fixture
-def slurm():
-  require(importlib.util.find_spec("submitit") is not None and _slurm_up(),
-           "no SLURM cluster: pip install -e '.[slurm]' and scripts/slurm-local start")
 
 
 @pytest.mark.parametrize("launcher", ["ray", "slurm"])
