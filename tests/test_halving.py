@@ -96,6 +96,30 @@ def test_a_root_written_by_another_setup_is_refused_saying_what_changed(tmp_path
     halving.Decisions(tmp_path, hyper.halving("val_loss", 1, 3), 9, _groups(10))
 
 
+def test_a_value_is_the_metric_at_the_rungs_epoch_or_none(tmp_path):
+  from cnnjax.runs.reader import read_run
+
+  def run(name, status, losses, **summary):
+    path = tmp_path / name
+    path.mkdir()
+    (path / "metrics.jsonl").write_text("".join(
+        json.dumps({"epoch": i + 1, "step": 10 * (i + 1), "val_loss": v}) + "\n"
+        for i, v in enumerate(losses)))
+    records.write_json(path / "summary.json", {"status": status, **summary})
+    return read_run(path)
+
+  assert halving.value(run("paused", "paused", [0.9, 0.7, 0.5]), 3, "val_loss") == 0.5
+  assert halving.value(run("later", "paused", [0.9, 0.7, 0.5]), 1, "val_loss") == 0.9
+  assert halving.value(run("short", "paused", [0.9]), 3, "val_loss") is None
+  assert halving.value(run("failed", "failed", [0.9, 0.7, 0.5]), 3, "val_loss") is None
+  early = run("early", "finished", [0.9, 0.7], stopped_early="stopped early at epoch 2")
+  assert halving.value(early, 3, "val_loss") == 0.7  # Its last evaluation.
+  assert halving.value(run("nan", "paused", [0.9, float("nan")]), 2, "val_loss") is None
+  members = [run("s0", "paused", [0.4]), run("s1", "paused", [0.6])]
+  assert halving.mean_value(members, 1, "val_loss") == 0.5
+  assert halving.mean_value(members + [run("s2", "failed", [])], 1, "val_loss") is None
+
+
 def _fake_point(path, status, epochs, seed=0, lr=0.05):
   config = config_lib.to_dict(config_lib.load(TINY, {"seed": seed, "optimizer.learning_rate": lr,
                                                      "pause_at_epoch": epochs * (status == "paused")}))
