@@ -46,3 +46,20 @@ def test_a_sweeps_runs_give_the_fields_it_varies(tiny_data_dir, tmp_path):
     assert values == {"model.conv_features": "(4, 8)",
                       "optimizer.learning_rate": pytest.approx(point["optimizer.learning_rate"])}
     assert {"val_accuracy", "summary/val_accuracy"} <= set(scalars)
+
+
+def test_a_paused_run_shows_its_figures_so_far_and_its_end_replaces_them(tiny_data_dir, tmp_path):
+  """A halving sweep's stopped points are in the dashboard too; a promoted one's final
+  figures are the latest, with the same field values (TensorBoard keeps the first)."""
+  fields = {"data.dir": str(tiny_data_dir), "num_epochs": 2}
+  paused = loop.train_and_evaluate(config_lib.load(TINY, {**fields, "pause_at_epoch": 1}),
+                                   tmp_path / "run")
+  values, scalars = _read(tmp_path / "run")
+  assert "pause_at_epoch" not in values and values["num_epochs"] == 2
+  assert scalars["summary/val_accuracy"] == pytest.approx(paused["val_accuracy"])
+  assert "summary/test_accuracy" not in scalars  # A paused run reads no test figure.
+  finished = loop.train_and_evaluate(config_lib.load(TINY, fields), tmp_path / "run")
+  again, scalars = _read(tmp_path / "run")
+  assert again == values
+  assert scalars["summary/test_accuracy"] == pytest.approx(finished["test_accuracy"])
+  assert scalars["summary/train_loss"] == pytest.approx(finished["train_loss"])

@@ -87,7 +87,7 @@ class RunLog:
                         wall_seconds=self.clock.wall())
     if error:
       self.summary["error"] = error
-    if status == "finished":
+    if status in ("finished", "paused"):  # A paused run shows its figures so far.
       self.lines.hparams(hparams(self.run.config, self.path.parent),
                          {k: self.summary[k] for k in HPARAMS_METRICS if k in self.summary},
                          self.summary.get("steps", 0))
@@ -111,13 +111,14 @@ HPARAMS_METRICS = ("test_accuracy", "final_test_accuracy", "final_ema_test_accur
 
 def hparams(config, workdir: Path) -> dict[str, Any]:
   """The run's fields for TensorBoard's HParams dashboard: those its sweep varies
-  (records.HPARAMS_FIELDS, written by `cnnjax sweep`), or every scalar field of a lone run;
-  tuples as text."""
+  (records.HPARAMS_FIELDS, written by `cnnjax sweep`), or every scalar field of a lone run
+  but pause_at_epoch (TensorBoard keeps a run's first values, and a paused run's next
+  session has another); tuples as text."""
   scalar = lambda v: isinstance(v, (bool, int, float, str))
   values = config_lib.flatten(config_lib.to_dict(config))
   fields = read_json(workdir / records.HPARAMS_FIELDS)
   if fields is None:
-    fields = [k for k, v in values.items() if scalar(v)]
+    fields = [k for k, v in values.items() if scalar(v) and k != "pause_at_epoch"]
   out = {}
   for k in fields:
     v = values.get(k)
