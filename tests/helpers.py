@@ -1,11 +1,13 @@
 """Helpers the tests (and benchmarks/fault_soak.py) share: paths, synthetic IDX data,
-experiment files, a held run directory, and what two runs must have in common to be the
+experiment files and the sweep command, a held run directory, and what two runs must have in common to be the
 same run. Fixtures live in conftest.py."""
 import contextlib
 import gzip
 import os
 import re
 import struct
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -160,3 +162,10 @@ def write_experiment(path: Path, data_dir: Path, points: str) -> Path:
         return {points}
   """))
   return path
+
+
+def sweep_command(experiment, root, *args, env=None, timeout=600, **kwargs):
+  """`cnnjax sweep EXPERIMENT --root ROOT ARGS` in a process of its own, to its end."""
+  return subprocess.run([sys.executable, "-m", "cnnjax", "sweep", str(experiment), "--root",
+                         str(root), *args], capture_output=True, text=True, timeout=timeout,
+                        env=dict(os.environ, **(env or {})), **kwargs)

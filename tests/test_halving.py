@@ -18,7 +18,7 @@ from cnnjax import config as config_lib
 from cnnjax.errors import ConfigError, UsageError
 from cnnjax.exp import halving, hyper, sweep, table
 from cnnjax.runs import records
-from helpers import ROOT, assert_same_run, synthetic_digits, write_idx
+from helpers import ROOT, assert_same_run, sweep_command, synthetic_digits, write_idx
 
 TINY = str(ROOT / "configs" / "tiny.py")
 RATES = [0.001, 0.002, 0.004, 0.008, 0.016, 0.03, 0.06, 0.12, 0.25]
@@ -217,9 +217,7 @@ def test_a_paused_run_resumed_to_the_end_equals_a_run_that_never_paused(tiny_dat
 # decided on val_loss (tiny's validation accuracy saturates).
 
 def _sweep(experiment, root, *args, env=None):
-  return subprocess.run([sys.executable, "-m", "cnnjax", "sweep", str(experiment), "--root",
-                         str(root), *args], capture_output=True, text=True, timeout=900,
-                        env=dict(os.environ, **(env or {})))
+  return sweep_command(experiment, root, *args, env=env, timeout=900)
 
 
 def _epochs(root):

@@ -12,16 +12,11 @@ import pytest
 
 from cnnjax.exp import table
 from helpers import THREE_POINTS, comparable_metrics, write_experiment
+from helpers import sweep_command as _sweep
 
 pytestmark = pytest.mark.integration  # Starts processes or trains whole runs.
 
 LONG = 'hyper.sweep("num_epochs", [1, 30])'
-
-
-def _sweep(experiment, root, *args, env=None, **kwargs):
-  return subprocess.run([sys.executable, "-m", "cnnjax", "sweep", str(experiment), "--root",
-                         str(root), *args], capture_output=True, text=True, timeout=600,
-                        env=dict(os.environ, **(env or {})), **kwargs)
 
 
 def _results(root):

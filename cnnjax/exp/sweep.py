@@ -204,8 +204,8 @@ def _halve(halving: halving_lib.Halving, configs: dict[str, Any], groups: dict[s
       log(f"rung {k}: not decided, {', '.join(waiting)} did not get to epoch {epoch}; run the "
           f"same sweep again to go on")
       return
-    stored = decisions.get(k)
-    if stored is not None and stored["epoch"] == epoch:
+    stored = decisions.get(k)  # Decisions checked that it is of this setup: same epochs.
+    if stored is not None:
       values, chosen = stored["values"], stored.get("promoted") or stored["delivered"]
     else:
       values = {c: halving_lib.mean_value([found[n] for n in groups[c]], epoch, halving.metric)
